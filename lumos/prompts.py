@@ -1,0 +1,105 @@
+"""The Lumos prompt strings, in one place.
+
+Every string here is verbatim from the paper's code (allenai/lumos@146dd9d:
+data/process_for_train.py for training, eval/*/run_eval.py for inference,
+model/finetune.py for the chat serialisation); `data/lumos/prompt_templates.json`
+holds the same strings and `tests/test_prompts.py` checks them character for character.
+The data converter, the trainer and the agent all build their text from here.
+"""
+
+# ---------------------------------------------------------------------------
+# Chat serialisation (open-instruct style), used by training.
+# All turns are concatenated, then .strip()'d; each content is .strip()'d first.
+# The loss covers only an assistant turn's content + "</s>" (+ the "\n" after it).
+USER_TURN = "<|user|>\n{content}\n"
+ASSISTANT_TURN = "<|assistant|>\n{content}</s>\n"
+USER_HEADER = "<|user|>\n"
+ASSISTANT_HEADER = "<|assistant|>\n"
+EOS_TEXT = "</s>"
+
+# ---------------------------------------------------------------------------
+# Planning module
+PLAN_USER_FIRST = ("Please provide a reasonable subgoal-based plan to solve the given task.\n"
+                   "Task: {task}; Initial Environment Description: None.")
+PLAN_KEEP_GOING = "No, I will keep planning. "          # + "Subgoal k: ..."
+PLAN_STOP = "Yes, I will stop planning."
+PLAN_FEEDBACK = "The executed result for Subgoal {j} is {result}. Should we stop planning?"
+PLAN_FEEDBACK_WEB = "We have already {subgoal}. Should we stop planning?"  # subgoal text, first letter lowercased
+SUBGOAL_SEP = "; "   # Lumos-O: all subgoal lines of a plan joined by "; "
+ACTION_SEP = "; "    # a grounding: all actions "VARS = Name(args)" joined by "; "
+
+# ---------------------------------------------------------------------------
+# Grounding module
+_GROUND_INTRO = ("Please ground the given subgoal to corresponding executable actions for solving the given "
+                 "task. The grounded actions must be the one in available action list.\n\n")
+GROUND_PREFIX = {
+    "maths": _GROUND_INTRO + (
+        "The available action list is 'Calculator', 'SetEquation', 'SolveEquation', 'Count', "
+        "'SolveInequality', 'Code', and 'Define'.\nCalculator(formula): Calculate the input formula; "
+        "SetEquation(equation): Set up an equation to be solved; SolveEquation(equation): Solve the previous "
+        "set equation; Count(list): Count the number of elements in the given list; "
+        "SolveInequality(inequality): Solve the previous set inequality; Code(pseudo_code): Generate a Python "
+        "function that corresponds to the pseudo code; Define(variable/number): Define a variable or a number "
+        "for latter usage.\n\n"),
+    "complex_qa": _GROUND_INTRO + (
+        "The available action list is 'KnowledgeQuery', 'ParagraphRetrieve', 'QA', 'Calculator', and 'Code'.\n"
+        "Calculator(formula): Calculate the input formula; KnowledgeQuery(query): Capture the relevant webpages "
+        "according to the query; ParagraphRetrieve(context, query): Given a query, retrieve the most relevant "
+        "paragraphs from the given context; QA(context, query): Given context, answer the given query; "
+        "Calculator(formula): Calculate the input formula; Code(pseudo_code): Generate a Python function that "
+        "corresponds to the pseudo code.\n\n"),
+    "web_agent": _GROUND_INTRO + (
+        "The available action list is 'CLICK', 'TYPE', 'SELECT'.\nCLICK(Env, Query): Click the relevant html "
+        "region in Env according to Query; TYPE(Env, Query, Text): Type Text into the relevant html region in "
+        "Env according to Query; SELECT(Env, Query, Text): Select the value Text of the relevant selection box "
+        "in Env according to Query.\n\n"),
+    "webshop": _GROUND_INTRO + (
+        "The available action list is 'Search', 'FeatureRetrieve', 'Pick' and 'Click'.\nSearch(Query): Search "
+        "related items according to the Query; FeatureRetrieve(Feature_list, Query): Select the most relevant "
+        "features from Feature_list according to Query; Pick(Item_names, Item_features, Query): Pick the most "
+        "relevant item from Item_names according to Query, Item_names and Item_features; Click(Item): Click the "
+        "Item to check more information.\n\n"),
+}
+GROUND_TASK_LINE = "Task: {task} \n"                       # note the space before the newline
+GROUND_ONE = "Subgoal to be grounded: {subgoal}\n"         # Lumos-I: one subgoal per turn
+GROUND_ALL = "Subgoals to be grounded: {subgoals}\n"       # Lumos-O: all subgoals joined by "; "
+GROUND_RESULTS_INTRO = " The grounding could be based on the following results:"  # complex QA, Lumos-I
+GROUND_RESULT_ITEM = " The execution result for Subgoal {j} is {result}"
+
+
+# ---------------------------------------------------------------------------
+# Small builders, so nobody re-types the strings above.
+
+def plan_user_first(task: str) -> str:
+    """First user turn of the planner (both formulations)."""
+    return PLAN_USER_FIRST.format(task=task)
+
+
+def plan_feedback(j: int, result: str, family: str = "maths", subgoal: str = "") -> str:
+    """Lumos-I planner feedback after Subgoal j was executed.
+
+    Web tasks say what was done instead of a value: 'We have already <subgoal text>. ...'.
+    """
+    if family == "web_agent":
+        text = subgoal.split(":", 1)[-1].strip().rstrip(".")
+        return PLAN_FEEDBACK_WEB.format(subgoal=text[:1].lower() + text[1:])
+    return PLAN_FEEDBACK.format(j=j, result=result)
+
+
+def ground_user_first(family: str, task: str, subgoal: str) -> str:
+    """First user turn of the Lumos-I grounder: prefix, task line, the first subgoal."""
+    return GROUND_PREFIX[family] + GROUND_TASK_LINE.format(task=task) + GROUND_ONE.format(subgoal=subgoal)
+
+
+def ground_user_next(subgoal: str, results: list[str] | None = None) -> str:
+    """Later Lumos-I grounder turns. For complex QA, `results` (one per earlier subgoal) are appended."""
+    if not results:
+        return GROUND_ONE.format(subgoal=subgoal)
+    items = "".join(GROUND_RESULT_ITEM.format(j=j, result=r) for j, r in enumerate(results, 1))
+    return "Subgoal to be grounded: " + subgoal + GROUND_RESULTS_INTRO + items + "\n"
+
+
+def ground_user_onetime(family: str, task: str, subgoals: list[str]) -> str:
+    """The single user turn of the Lumos-O grounder: all subgoals joined by '; '."""
+    return (GROUND_PREFIX[family] + GROUND_TASK_LINE.format(task=task)
+            + GROUND_ALL.format(subgoals=SUBGOAL_SEP.join(subgoals)))
