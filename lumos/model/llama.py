@@ -1,0 +1,188 @@
+"""Llama-2 in plain PyTorch. Module names equal Meta's checkpoint keys, so a Meta state dict
+loads with a strict `load_state_dict` (HF checkpoints go through lumos/model/checkpoint.py).
+
+Two paths through one set of weights:
+  model(tokens)                          full causal sequence, no cache: training.
+  model(tokens, cache=c, input_pos=p)    decoding: tokens sit at cache slots p..p+T-1.
+
+Shapes: B batch, T new tokens, S cached slots, H query heads, Hkv key/value heads, D head_dim.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelArgs
+from .kv_cache import KVCache
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 (bf16 sums of squares lose digits), scale in the input dtype, as Meta/HF.
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x32.type_as(x) * self.weight
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of position * theta^(-2i/D), i < D/2, in fp32: positions (...,) -> (..., D/2) each.
+
+    Computed per call rather than kept as a buffer: `model.to(bfloat16)` would round a buffer to
+    bf16, and this costs a handful of tiny ops per forward."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    angles = positions.to(torch.float32)[..., None] * inv_freq
+    return torch.cos(angles), torch.sin(angles)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2i], x[2i+1]) by the angle of their position (Meta's layout;
+    HF's "rotate_half" layout pairs x[i] with x[i + D/2], hence the q/k permutation on loading).
+
+    x (B, T, H, D); cos, sin (T, D/2) or (B, T, D/2). Computed in fp32, returned in x's dtype."""
+    xf = x.float().unflatten(-1, (-1, 2))  # (B, T, H, D/2, 2)
+    x0, x1 = xf[..., 0], xf[..., 1]
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # broadcast over heads
+    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.kv_heads, args.head_dim
+        self.n_rep = self.n_heads // self.n_kv_heads  # query heads sharing one key/value head
+        self.wq = nn.Linear(args.dim, self.n_heads * self.head_dim, bias=False)
+        self.wk = nn.Linear(args.dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.wv = nn.Linear(args.dim, self.n_kv_heads * self.head_dim, bias=False)
+        self.wo = nn.Linear(self.n_heads * self.head_dim, args.dim, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, input_pos: int = 0, mask=None):
+        """x (B, T, dim) -> (B, T, dim). Without a cache: causal attention within x.
+        With a cache: keys/values of x are written at slots input_pos..input_pos+T-1 of layer
+        `layer`, and queries attend to slots 0..input_pos+T-1 where `mask` (B, 1, T, S) allows."""
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
+        if cache is None:
+            if self.n_rep > 1:  # training path: plain repeat keeps every SDPA backend usable
+                k = k.repeat_interleave(self.n_rep, dim=1)
+                v = v.repeat_interleave(self.n_rep, dim=1)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            k, v = cache.update(layer, input_pos, k, v)  # (B, Hkv, S, D), S = input_pos + T
+            out = _cached_attention(q, k, v, mask, self.n_rep)
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+
+
+def _cached_attention(q, k, v, mask, n_rep):
+    """q (B, H, T, D), k/v (B, Hkv, S, D), mask (B, 1, T, S) bool or None -> (B, H, T, D).
+    Grouped-query attention without copying k/v: the n_rep query heads of one kv head are
+    stacked along the query axis, so one batched matmul serves them all."""
+    B, H, T, D = q.shape
+    Hkv, S = k.shape[1], k.shape[2]
+    if n_rep == 1:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    qg = q.reshape(B, Hkv, n_rep * T, D)
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * (1.0 / math.sqrt(D))  # (B, Hkv, n_rep*T, S)
+    if mask is not None:
+        scores = scores.view(B, Hkv, n_rep, T, S).masked_fill(~mask.unsqueeze(1), float("-inf")).view(B, Hkv, n_rep * T, S)
+    probs = torch.softmax(scores, dim=-1).type_as(q)
+    return torch.matmul(probs, v).view(B, H, T, D)
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, layer_id: int, args: ModelArgs):
+        super().__init__()
+        self.layer_id = layer_id
+        self.attention = Attention(args)
+        self.feed_forward = FeedForward(args.dim, args.hidden_dim)
+        self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
+
+    def forward(self, x, cos, sin, cache=None, input_pos=0, mask=None):
+        h = x + self.attention(self.attention_norm(x), cos, sin, cache, self.layer_id, input_pos, mask)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(i, args) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, eps=args.norm_eps)
+        self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        if args.tie_word_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, input_pos: int = 0,
+                last_only: bool = False) -> torch.Tensor:
+        """tokens (B, T) int64 -> logits (B, T, vocab_size) in fp32 (B, 1, vocab) if last_only.
+
+        With a cache, row b's token at slot s has position s - cache.pad[b] (rows are left-padded
+        to a common length), and may attend to slots pad[b]..s. Pad slots attend to themselves
+        only, which keeps their (unused) keys/values finite."""
+        B, T = tokens.shape
+        h = self.tok_embeddings(tokens)
+        if cache is None:
+            cos, sin = rotary_cos_sin(torch.arange(T, device=tokens.device), self.args.head_dim, self.args.rope_theta)
+            mask = None
+        else:
+            slots = torch.arange(input_pos, input_pos + T, device=tokens.device)
+            if cache.padded:
+                positions = (slots - cache.pad[:, None]).clamp_min(0)  # (B, T)
+            else:
+                positions = slots
+            cos, sin = rotary_cos_sin(positions, self.args.head_dim, self.args.rope_theta)
+            mask = cache.mask(input_pos, T)
+        for layer in self.layers:
+            h = layer(h, cos, sin, cache, input_pos, mask)
+        if last_only:
+            h = h[:, -1:]
+        return self.output(self.norm(h)).float()
+
+    @torch.no_grad()
+    def init_weights(self, seed: int = 0, std: float = 0.02):
+        """Random init (normal(0, std), residual projections scaled down by sqrt(2 * n_layers) as
+        in GPT-2; norms = 1). Works on a model materialised with `to_empty()` from the meta device."""
+        if self.args.tie_word_embeddings and self.output.weight is not self.tok_embeddings.weight:
+            self.output.weight = self.tok_embeddings.weight  # to_empty() unties shared parameters
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        out_std = std / math.sqrt(2 * self.args.n_layers)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+                continue
+            s = out_std if name.endswith(("wo.weight", "w2.weight")) else std
+            full = torch.randn(p.shape, generator=g, dtype=torch.float32).mul_(s)  # same values on every rank
+            if hasattr(p, "device_mesh"):  # an FSDP-sharded DTensor: keep only this rank's shard
+                from torch.distributed.tensor import distribute_tensor
+                full = distribute_tensor(full.to(p.device_mesh.device_type), p.device_mesh, p.placements)
+            p.copy_(full)
+        return self
