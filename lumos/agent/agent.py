@@ -1,0 +1,178 @@
+"""The Lumos agent loop: planner -> grounder -> executor, Lumos-O and Lumos-I, batched across examples.
+
+Lumos-I, one example:  plan prompt -> "Subgoal 1: ..." -> ground prompt -> "R1 = Calculator(16 - 3 - 4)"
+-> executor binds R1 = 9 -> the planner is told "The executed result for Subgoal 1 is 9. Should we stop
+planning?" -> ... -> "Yes, I will stop planning." -> prediction = the last bound result.
+Lumos-O, one example:  plan prompt -> "Subgoal 1: ...; Subgoal 2: ..." -> one ground prompt -> all actions
+-> execute -> prediction.
+
+Many examples advance together: `Agent.run` keeps up to `batch_size` episodes in flight, and every
+step sends ALL episodes waiting for the planner to the planner backend in one call, then all episodes
+waiting for the grounder to the grounder backend in one call (a local backend decodes them as one batch).
+A finished episode is replaced by the next example at once, so the batch stays full.
+
+Model output is untrusted: a generation that cannot be parsed or executed ends its episode with a
+failure cause (see FAILURES) and never raises.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from lumos.agent.backends import Completion
+from lumos.agent.grounder import ground_prompt_append, ground_prompt_first, ground_prompt_onetime
+from lumos.agent.planner import parse_plan_onetime, parse_plan_step, plan_prompt_append, plan_prompt_first
+
+MAX_ROUNDS = 16  # Lumos-I: planner calls per example before we give up (failure "no_stop")
+
+FAILURES = {
+    "no_subgoal": "the planner's generation holds no 'Subgoal k: ...' (nor the stop sentence)",
+    "no_actions": "the grounder generated nothing",
+    "unparsable_actions": "the grounding is not a list of 'R = Tool(args)' actions",
+    "execution_error": "an action failed when executed (tool error, undefined R_j, ...)",
+    "no_stop": f"Lumos-I did not say 'Yes, I will stop planning.' within {MAX_ROUNDS} planner rounds",
+    "no_result": "the planner stopped before any subgoal was executed",
+}
+
+
+@dataclass
+class Episode:
+    """One example on its way through the agent. `steps` is the readable trace: every prompt, generation,
+    action record, in order."""
+    id: str
+    question: str
+    gold: object = None
+    state: str = "plan"                 # "plan" -> "ground" -> ... -> "done"
+    plan_prompt: str = ""
+    ground_prompt: str = ""
+    last_plan: str = ""                 # the planner's last generation (Lumos-I re-appends it)
+    last_grounding: str = ""
+    subgoals: list = field(default_factory=list)   # parsed "Subgoal k: ..." lines
+    results: list = field(default_factory=list)    # executed value per subgoal (Lumos-I)
+    env: dict = field(default_factory=dict)        # R_k -> value, filled by the executor
+    steps: list = field(default_factory=list)
+    n_tokens: int = 0
+    planner_calls: int = 0
+    failure: str | None = None
+    prediction: str | None = None
+
+    def finish(self, failure: str | None = None):
+        self.state, self.failure = "done", failure
+        if failure is None:
+            self.prediction = last_bound_result(self.env)
+            if self.prediction is None:
+                self.failure = "no_result"
+
+
+def last_bound_result(env: dict) -> str | None:
+    """The final answer: the value of the highest-numbered R_k (the paper's rule for every task)."""
+    ks = [(int(m.group(1)), v) for k, v in env.items() if (m := re.fullmatch(r"R(\d+)", k))]
+    return str(max(ks)[1]) if ks else None
+
+
+def record_dict(rec) -> dict:
+    """An executor ActionRecord as plain JSON."""
+    d = rec.__dict__ if hasattr(rec, "__dict__") else dict(rec)
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in d.items()}
+
+
+def classify(grounding: str, records: list) -> str | None:
+    """None when every action ran, else the failure cause of this grounding."""
+    if not grounding.strip():
+        return "no_actions"
+    if not records:
+        return "unparsable_actions"
+    for r in records:
+        if getattr(r, "error", None):
+            return "execution_error" if getattr(r, "tool", None) else "unparsable_actions"
+    return None
+
+
+class Agent:
+    """planner, grounder: backends (`complete(prompts, ids) -> list[Completion]`); executor: an object
+    with `run(grounding, env) -> list[ActionRecord]` (lumos.agent.executor); family: 'maths' | 'complex_qa'."""
+
+    def __init__(self, planner, grounder, executor, family: str = "maths", formulation: str = "iterative",
+                 max_rounds: int = MAX_ROUNDS):
+        assert formulation in ("iterative", "onetime"), formulation
+        self.planner, self.grounder, self.executor = planner, grounder, executor
+        self.family, self.formulation, self.max_rounds = family, formulation, max_rounds
+
+    def run(self, examples: Iterable, batch_size: int = 32) -> Iterator[Episode]:
+        """Yield each example's finished Episode as soon as it is done (not in input order).
+        `examples`: objects with .id, .question, .answer (lumos.agent.tasks.Example)."""
+        todo, active = iter(examples), []
+        while True:
+            while len(active) < batch_size and (ex := next(todo, None)) is not None:
+                active.append(Episode(ex.id, ex.question, getattr(ex, "answer", None),
+                                      plan_prompt=plan_prompt_first(ex.question)))
+            if not active:
+                return
+            self.plan_step([e for e in active if e.state == "plan"])
+            self.ground_step([e for e in active if e.state == "ground"])
+            yield from (e for e in active if e.state == "done")
+            active = [e for e in active if e.state != "done"]
+
+    # -- planner ---------------------------------------------------------------------------------------
+    def plan_step(self, eps: list[Episode]):
+        """One planner call for every episode in `eps`; parse; move each to 'ground' or 'done'."""
+        if not eps:
+            return
+        outs = self._call(self.planner, "planner", eps, [e.plan_prompt for e in eps])
+        for e, c in zip(eps, outs):
+            e.planner_calls += 1
+            e.last_plan = c.text.strip()
+            if self.formulation == "onetime":
+                e.subgoals = parse_plan_onetime(c.text)
+                if not e.subgoals:
+                    e.finish("no_subgoal")
+                    continue
+                e.ground_prompt = ground_prompt_onetime(self.family, e.question, e.last_plan)
+                e.state = "ground"
+                continue
+            step = parse_plan_step(c.text)
+            if step.kind == "stop":
+                e.finish()
+            elif step.kind == "malformed":
+                e.finish("no_subgoal")
+            elif e.planner_calls >= self.max_rounds:
+                e.finish("no_stop")
+            else:
+                e.subgoals.append(step.subgoal)
+                results = e.results if self.family == "complex_qa" else None
+                e.ground_prompt = (ground_prompt_first(self.family, e.question, step.subgoal) if len(e.subgoals) == 1
+                                   else e.ground_prompt + ground_prompt_append(e.last_grounding, step.subgoal, results))
+                e.state = "ground"
+
+    # -- grounder + executor ---------------------------------------------------------------------------
+    def ground_step(self, eps: list[Episode]):
+        """One grounder call for every episode in `eps`; execute each grounding; back to 'plan' or 'done'."""
+        if not eps:
+            return
+        outs = self._call(self.grounder, "grounder", eps, [e.ground_prompt for e in eps])
+        for e, c in zip(eps, outs):
+            e.last_grounding = c.text.strip()
+            records = self.executor.run(e.last_grounding, e.env) if e.last_grounding else []
+            e.steps[-1]["actions"] = [record_dict(r) for r in records]
+            failure = classify(e.last_grounding, records)
+            if failure or self.formulation == "onetime":
+                e.finish(failure)
+                continue
+            value = str(getattr(records[-1], "result", ""))
+            e.results.append(value)
+            e.plan_prompt += plan_prompt_append(e.last_plan, len(e.subgoals), value, self.family, e.subgoals[-1])
+            e.state = "plan"
+
+    def _call(self, backend, module: str, eps: list[Episode], prompts: list[str]) -> list[Completion]:
+        outs = backend.complete(prompts, [e.id for e in eps])
+        for e, p, c in zip(eps, prompts, outs):
+            e.n_tokens += c.n_tokens
+            e.steps.append({"module": module, "prompt": p, "generation": c.text, "n_tokens": c.n_tokens,
+                            "finish_reason": c.finish_reason})
+        return outs
+
+
+def answer_fn_from(backend, prompt_fn: Callable[[str, str], str]) -> Callable[[str, str], str]:
+    """Wrap a backend as the QA tool's answering callable: (context, question) -> answer text."""
+    def answer(context: str, question: str) -> str:
+        return backend.complete([prompt_fn(context, question)])[0].text.strip()
+    return answer

@@ -1,0 +1,208 @@
+"""Where the planner's and grounder's text comes from: one small interface, three backends.
+
+    backend.complete(prompts: list[str], ids: list[str] | None = None) -> list[Completion]
+
+Every backend continues each prompt greedily up to the first newline (at most 512 new tokens), as the
+paper's inference does. Planner and grounder each get their own backend, so e.g. gold subgoals with a
+trained grounder measures the grounder alone.
+
+- LocalBackend:  our Llama (lumos.model) with KV-cached greedy decoding, a whole batch per call.
+- OpenAIBackend: any OpenAI-compatible /v1/completions server (vLLM, TGI) over `requests`.
+- GoldBackend:   replays annotated subgoals/actions by example id (data/gold/gsm8k_test.jsonl).
+"""
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from lumos import prompts
+
+MAX_NEW_TOKENS = 512
+STOP = ("\n",)
+
+
+class BackendError(RuntimeError):
+    """A backend cannot produce text at all (missing checkpoint, unreachable server): one line, stop the run."""
+
+
+@dataclass
+class Completion:
+    text: str                  # the new text, without the stop newline
+    n_tokens: int = 0          # tokens generated (0 for gold)
+    finish_reason: str = "stop"  # "stop" (newline/EOS) or "length" (hit max_new_tokens)
+
+
+# ---------------------------------------------------------------------------------------------------------
+class LocalBackend:
+    """Our hand-written Llama. `path`: a checkpoint directory (HF or Meta layout) or a hub id `owner/name`.
+
+    All prompts of one call are decoded together in batches of `batch_size`, sorted by length so that
+    rows of a batch need little left padding.
+    """
+
+    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", bos: bool = True,
+                 batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, cache_dir: str | None = None):
+        from lumos.model.checkpoint import load_model
+        from lumos.model.tokenizer import Tokenizer
+        self.path = resolve_checkpoint(path, cache_dir)
+        tok = next((d / "tokenizer.model" for d in (self.path, self.path.parent) if (d / "tokenizer.model").is_file()), None)
+        if tok is None:
+            raise BackendError(f"no tokenizer.model in {self.path} (or its parent): a checkpoint directory needs its tokenizer")
+        self.tokenizer = Tokenizer(str(tok))
+        self.model = load_model(str(self.path), dtype=dtype, device=device)
+        self.model.eval()
+        self.name, self.bos, self.batch_size, self.max_new_tokens = f"local:{path}", bos, batch_size, max_new_tokens
+
+    def complete(self, prompts: list[str], ids: list[str] | None = None) -> list[Completion]:
+        from lumos.model.generate import generate
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[Completion | None] = [None] * len(prompts)
+        for s in range(0, len(order), self.batch_size):
+            chunk = order[s:s + self.batch_size]
+            gens = generate(self.model, self.tokenizer, [prompts[i] for i in chunk],
+                            max_new_tokens=self.max_new_tokens, stop=STOP, bos=self.bos)
+            for i, g in zip(chunk, gens):
+                out[i] = Completion(g.text, g.n_new_tokens, g.finish_reason)
+        return out
+
+
+def resolve_checkpoint(path: str, cache_dir: str | None = None) -> Path:
+    """A local directory as is; a hub id like `ai2lumos/lumos_maths_plan_iterative` downloaded once into
+    the cache (lumos.model.hub). Anything else: BackendError."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return p
+    if p.exists():
+        raise BackendError(f"checkpoint {path} is a file: pass the directory holding config.json (or params.json)")
+    parts = path.split("/")
+    if len(parts) == 2 and all(parts) and not path.startswith((".", "/", "~")):
+        from lumos.model import hub
+        try:
+            return Path(hub.download(path, cache_dir=cache_dir))
+        except Exception as e:  # network or not-found: one line for the user
+            raise BackendError(f"checkpoint {path} is not a local directory, and downloading it from the hub failed: {e}") from None
+    raise BackendError(f"checkpoint {path} not found (expected a directory or a hub id such as "
+                       "ai2lumos/lumos_maths_plan_iterative)")
+
+
+# ---------------------------------------------------------------------------------------------------------
+class OpenAIBackend:
+    """An OpenAI-compatible completions endpoint (e.g. `vllm serve ai2lumos/lumos_maths_plan_iterative`).
+
+    One request per prompt, `batch_size` in flight at once (the server batches them itself); temperature 0,
+    stop "\\n", max_tokens 512. Connection errors, timeouts, 429 and 5xx are retried with exponential
+    backoff; after `retries` attempts the run stops with a BackendError. `model=None` asks the server's
+    /models for its (first) model, which also checks that the server is reachable.
+    """
+
+    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, timeout: float = 120.0,
+                 retries: int = 5, backoff: float = 1.0, batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS):
+        url = url.rstrip("/")
+        if url.endswith("/completions"):
+            url = url[: -len("/completions")]
+        self.base = url if url.endswith("/v1") else url + "/v1"
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.model = model or os.environ.get("OPENAI_MODEL") or self._first_model()
+        self.name = f"openai:{self.base}:{self.model}"
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        last = ""
+        for attempt in range(self.retries):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                r = requests.request(method, self.base + path, json=body, headers=self._headers(), timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as e:
+                last = f"cannot reach {self.base}{path} ({type(e).__name__})"
+                continue
+            if r.status_code == 429 or r.status_code >= 500:
+                last = f"{self.base}{path} answered HTTP {r.status_code}"
+                continue
+            if r.status_code != 200:
+                raise BackendError(f"{self.base}{path} answered HTTP {r.status_code}: {r.text[:200].strip()}")
+            try:
+                return r.json()
+            except ValueError:
+                raise BackendError(f"{self.base}{path} did not answer JSON: {r.text[:200]!r}") from None
+        raise BackendError(f"{last}; gave up after {self.retries} attempts")
+
+    def _first_model(self) -> str:
+        data = self._request("GET", "/models").get("data") or []
+        if not data or "id" not in data[0]:
+            raise BackendError(f"{self.base}/models lists no model: pass --model-name")
+        return data[0]["id"]
+
+    def _one(self, prompt: str) -> Completion:
+        body = {"model": self.model, "prompt": prompt, "max_tokens": self.max_new_tokens, "temperature": 0,
+                "stop": list(STOP)}
+        data = self._request("POST", "/completions", body)
+        try:
+            choice = data["choices"][0]
+            n = (data.get("usage") or {}).get("completion_tokens", 0)
+            return Completion(choice["text"], int(n or 0), choice.get("finish_reason") or "stop")
+        except (KeyError, IndexError, TypeError):
+            raise BackendError(f"{self.base}/completions answered without choices[0].text: {json.dumps(data)[:200]}") from None
+
+    def complete(self, prompts: list[str], ids: list[str] | None = None) -> list[Completion]:
+        if len(prompts) <= 1:
+            return [self._one(p) for p in prompts]
+        with ThreadPoolExecutor(max_workers=min(self.batch_size, len(prompts))) as pool:
+            return list(pool.map(self._one, prompts))
+
+
+# ---------------------------------------------------------------------------------------------------------
+def load_gold(path: str | Path) -> dict[str, dict]:
+    """Gold annotation rows {id, question, answer, subgoals, actions, results} by id."""
+    rows = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                    rows[row["id"]] = row
+                except (ValueError, KeyError) as e:
+                    raise BackendError(f"{path}:{n}: not a gold row ({e})") from None
+    return rows
+
+
+class GoldBackend:
+    """Replays gold subgoals (role='planner') or actions (role='grounder') instead of generating.
+
+    Stateless: the turn being answered is the number of "<|user|>" turns in the prompt. Lumos-I planner:
+    turn 1 "Subgoal 1: ...", turn k "No, I will keep planning. Subgoal k: ...", then "Yes, I will stop
+    planning."; Lumos-I grounder: the k-th subgoal's actions; Lumos-O: everything joined by "; ".
+    An id without annotation, or a turn past its end, gets empty text (the loop records the failure).
+    """
+
+    def __init__(self, rows: dict[str, dict], role: str, formulation: str):
+        assert role in ("planner", "grounder") and formulation in ("iterative", "onetime")
+        self.rows, self.role, self.formulation = rows, role, formulation
+        self.name = f"gold:{role}"
+
+    def _one(self, prompt: str, id_: str) -> Completion:
+        row = self.rows.get(id_)
+        if row is None:
+            return Completion("", 0)
+        subgoals, actions = row["subgoals"], row["actions"]
+        if self.formulation == "onetime":
+            return Completion(prompts.SUBGOAL_SEP.join(subgoals) if self.role == "planner" else prompts.ACTION_SEP.join(actions))
+        turn = prompt.count(prompts.USER_HEADER)
+        if self.role == "grounder":
+            return Completion(actions[turn - 1] if turn <= len(actions) else "")
+        if turn > len(subgoals):
+            return Completion(prompts.PLAN_STOP)
+        return Completion(subgoals[0] if turn == 1 else prompts.PLAN_KEEP_GOING + subgoals[turn - 1])
+
+    def complete(self, prompts: list[str], ids: list[str] | None = None) -> list[Completion]:
+        if ids is None:
+            raise BackendError("the gold backend replays annotations by example id; it cannot answer a question of your own")
+        return [self._one(p, i) for p, i in zip(prompts, ids)]
