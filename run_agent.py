@@ -1,0 +1,235 @@
+"""Run the Lumos agent (planner -> grounder -> executor) over a task's test set and report the paper's metric.
+
+    python run_agent.py --task gsm8k --backend gold --limit 200          # replay gold annotations end to end
+    python run_agent.py --task gsm8k --planner runs/plan --grounder runs/ground --limit 20
+    python run_agent.py --task gsm8k --planner ai2lumos/lumos_maths_plan_iterative \\
+                        --grounder ai2lumos/lumos_maths_ground_iterative --device cuda
+    python run_agent.py --task gsm8k --planner http://localhost:8000/v1 --grounder http://localhost:8001/v1
+    python run_agent.py --task gsm8k --planner DIR --grounder DIR --question "Tom has 3 apples ..."
+
+Every finished example is appended to a JSONL trace (--out); rerunning with the same --out resumes.
+"""
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROOT / "checkpoints/lumos-demo-ground"}
+GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
+TASKS = ("gsm8k", "svamp", "hotpotqa", "strategyqa")
+
+BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's trainer tokenized each training "
+            "conversation with BOS first, while its inference code tokenized prompts without it; we match "
+            "training, since that is the distribution the weights learned. --no-bos reproduces the paper's "
+            "inference exactly. (Local backend only: an HTTP server tokenizes for itself.)")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=TASKS, default="gsm8k")
+    p.add_argument("--formulation", choices=("iterative", "onetime"), default="iterative",
+                   help="Lumos-I (plan one subgoal, ground, execute, feed the result back) or Lumos-O (plan all at once)")
+    p.add_argument("--backend", choices=("local", "openai", "gold"), default="local",
+                   help="default backend of both modules when --planner/--grounder are not given")
+    for m in ("planner", "grounder"):
+        p.add_argument(f"--{m}", metavar="SPEC", help=f"the {m}: a checkpoint directory (HF or Meta layout), a hub id "
+                       f"(ai2lumos/lumos_maths_{m[:4] if m == 'planner' else 'ground'}_iterative), 'gold', or an "
+                       f"OpenAI-compatible endpoint URL (http://host:8000/v1). Default: {DEFAULT_CKPT[m].relative_to(ROOT)}")
+        p.add_argument(f"--{m}-model", metavar="NAME", help=f"model name to request from the {m}'s endpoint "
+                       "(default: $OPENAI_MODEL, else the server's first /models entry)")
+    p.add_argument("--url", default=os.environ.get("OPENAI_BASE_URL"),
+                   help="endpoint for --backend openai when --planner/--grounder give none (default: $OPENAI_BASE_URL)")
+    p.add_argument("--api-key", default=None, help="bearer key for the endpoint (default: $OPENAI_API_KEY)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N examples of the test set")
+    p.add_argument("--batch-size", type=int, default=32, help="examples in flight; each planner/grounder step decodes them as one batch")
+    p.add_argument("--out", default=None, help="JSONL trace (default outputs/TASK-FORMULATION-PLANNER-GROUNDER.jsonl); "
+                   "an existing file is resumed, its finished ids skipped; the summary goes to OUT minus .jsonl + .summary.json")
+    p.add_argument("--question", default=None, help="answer one question of your own and print plan, actions and answer")
+    p.add_argument("--bos", action=argparse.BooleanOptionalAction, default=True, help=BOS_HELP)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="weights dtype of local models (default: bfloat16 on cuda, float32 on cpu)")
+    p.add_argument("--cache-dir", default=None, help="where hub ids are downloaded (default: lumos.model.hub's cache)")
+    return p.parse_args(argv)
+
+
+def fail(msg: str, code: int = 2):
+    print(f"run_agent.py: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def tag(spec: str) -> str:
+    """A short file-name-safe label of a planner/grounder spec."""
+    s = spec.rstrip("/").split("://")[-1]
+    s = s.replace(":", "_") if "://" in spec else s.split("/")[-1]
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[:40] or "x"
+
+
+def make_backends(args):
+    """-> (planner, grounder) backends, from --planner/--grounder or --backend's default."""
+    from lumos.agent.backends import GoldBackend, LocalBackend, OpenAIBackend, load_gold
+    specs, local_cache, gold_rows = {}, {}, None
+    for m in ("planner", "grounder"):
+        spec = getattr(args, m)
+        if spec is None:
+            if args.backend == "gold":
+                spec = "gold"
+            elif args.backend == "openai":
+                if not args.url:
+                    fail(f"--backend openai needs an endpoint: --url http://host:8000/v1 (or $OPENAI_BASE_URL), or --{m} URL")
+                spec = args.url
+            else:
+                spec = str(DEFAULT_CKPT[m])
+                if not Path(spec).is_dir():
+                    fail(f"no default {m} checkpoint at {DEFAULT_CKPT[m].relative_to(ROOT)} yet: try --backend gold "
+                         f"(replays gold annotations), or pass --planner/--grounder a checkpoint directory from train.py, "
+                         f"a hub id such as ai2lumos/lumos_maths_plan_iterative, or an http:// endpoint")
+        specs[m] = spec
+    backends = {}
+    for m, spec in specs.items():
+        if spec == "gold":
+            if args.task not in GOLD:
+                fail(f"gold annotations exist only for {', '.join(GOLD)}; --task {args.task} needs a model planner/grounder")
+            if args.question:
+                fail("the gold backend replays annotations of the test set; it cannot answer --question")
+            if gold_rows is None:
+                gold_rows = load_gold(ensure_gold(args.task))
+            backends[m] = GoldBackend(gold_rows, m, args.formulation)
+        elif spec.startswith(("http://", "https://")):
+            backends[m] = OpenAIBackend(spec, model=getattr(args, f"{m}_model"), api_key=args.api_key,
+                                        batch_size=args.batch_size)
+        else:
+            if spec not in local_cache:  # planner and grounder from one checkpoint: load it once
+                local_cache[spec] = LocalBackend(spec, device=args.device, dtype=args.dtype, bos=args.bos,
+                                                 batch_size=args.batch_size, cache_dir=args.cache_dir)
+            backends[m] = local_cache[spec]
+    return backends["planner"], backends["grounder"], specs
+
+
+def ensure_gold(task: str) -> Path:
+    """data/gold/<task>_test.jsonl, made by data/prepare.py's converter when missing."""
+    path = GOLD[task]
+    if not path.exists():
+        print(f"{path.relative_to(ROOT)} is missing: converting GSM8K with data/prepare.py ...", file=sys.stderr)
+        sys.path.insert(0, str(ROOT / "data"))
+        import prepare  # data/prepare.py
+        prepare.prepare_gold()
+    return path
+
+
+def make_executor(family: str, planner, grounder):
+    from lumos.agent import executor as ex
+    if family == "maths":
+        return ex.maths_executor()
+    from lumos import prompts
+    from lumos.agent.agent import answer_fn_from
+    from lumos.agent.backends import GoldBackend
+    qa = grounder if not isinstance(grounder, GoldBackend) else planner
+    return ex.qa_executor(answer_fn_from(qa, prompts.qa_prompt))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    from tqdm import tqdm
+
+    from lumos.agent.agent import FAILURES, Agent
+    from lumos.agent.backends import BackendError
+    from lumos.agent.tasks import TASKS as TASK_INFO, load_task, score
+    from lumos.agent.trace import Trace
+
+    try:
+        planner, grounder, specs = make_backends(args)
+    except BackendError as e:
+        fail(str(e))
+    family = TASK_INFO[args.task].family
+    agent = Agent(planner, grounder, make_executor(family, planner, grounder), family, args.formulation)
+
+    if args.question:  # one question of one's own: print the episode, write nothing
+        ex = SimpleNamespace(id="question-0", question=args.question, answer=None)
+        try:
+            (ep,) = list(agent.run([ex], batch_size=1))
+        except BackendError as e:
+            fail(str(e))
+        for s in ep.steps:
+            print(f"[{s['module']}] {s['generation']}")
+            for a in s.get("actions", []):
+                print(f"    {a.get('text')} = {a.get('result')}" + (f"   ERROR: {a['error']}" if a.get("error") else ""))
+        print(f"answer: {ep.prediction}" + (f"   (failure: {ep.failure}: {FAILURES[ep.failure]})" if ep.failure else ""))
+        return 0 if ep.failure is None else 1
+
+    examples = load_task(args.task, args.limit)
+    out = Path(args.out or ROOT / "outputs" / f"{args.task}-{args.formulation}-{tag(specs['planner'])}-{tag(specs['grounder'])}.jsonl")
+    try:
+        trace = Trace(out)
+    except ValueError as e:
+        fail(str(e))
+    todo = [e for e in examples if e.id not in trace.done]
+    if len(todo) < len(examples):
+        print(f"resuming {out}: {len(examples) - len(todo)} of {len(examples)} examples already done "
+              "(delete the file to start over)", file=sys.stderr)
+
+    rows = {r["id"]: r for r in trace.rows}
+    wanted = {e.id for e in examples}
+    t0, n_new, tokens_new = time.time(), 0, 0
+    bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{args.task} {args.formulation}",
+               unit="ex", dynamic_ncols=True)
+    try:
+        for ep in agent.run(todo, batch_size=args.batch_size):
+            s = score(args.task, ep.prediction if ep.prediction is not None else "", ep.gold)
+            row = {"id": ep.id, "question": ep.question, "gold": ep.gold, "prediction": ep.prediction,
+                   "correct": bool(s["correct"]), "score": s, "failure": ep.failure, "subgoals": ep.subgoals,
+                   "n_tokens": ep.n_tokens, "steps": ep.steps}
+            trace.write(row)
+            rows[ep.id] = row
+            n_new, tokens_new = n_new + 1, tokens_new + ep.n_tokens
+            done = [r for i, r in rows.items() if i in wanted]
+            bar.set_postfix(acc=f"{sum(r['correct'] for r in done) / len(done):.3f}", refresh=False)
+            bar.update(1)
+    except BackendError as e:
+        bar.close()
+        trace.close()
+        fail(f"{e} ({n_new} examples finished and saved in {out}; rerun to resume)")
+    except KeyboardInterrupt:
+        bar.close()
+        trace.close()
+        print(f"\ninterrupted: {n_new} examples finished and saved in {out}; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    trace.close()
+
+    done = [rows[e.id] for e in examples if e.id in rows]
+    minutes = (time.time() - t0) / 60
+    metrics = collections.defaultdict(float)
+    for r in done:
+        for k, v in r["score"].items():
+            if isinstance(v, (bool, int, float)):
+                metrics[k] += float(v) / len(done)
+    summary = {"task": args.task, "formulation": args.formulation, "planner": specs["planner"],
+               "grounder": specs["grounder"], "bos": args.bos, "n": len(done), "metrics": dict(metrics),
+               "failures": dict(collections.Counter(r["failure"] for r in done if r["failure"])),
+               "tokens_generated": sum(r["n_tokens"] for r in done),
+               "this_session": {"examples": n_new, "tokens": tokens_new, "minutes": round(minutes, 3),
+                                "examples_per_minute": round(n_new / minutes, 2) if minutes > 0 else None},
+               "trace": str(out)}
+    summary_path = out.with_name(out.name.removesuffix(".jsonl") + ".summary.json")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{args.task} ({args.formulation}), {len(done)} examples: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items()))
+    print("failures: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items())) or "none"))
+    print(f"tokens generated: {summary['tokens_generated']}; this run: {n_new} examples in {minutes:.2f} min"
+          + (f" ({summary['this_session']['examples_per_minute']} examples/minute)" if n_new else ""))
+    print(f"trace: {out}\nsummary: {summary_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
