@@ -68,3 +68,11 @@ class KVCache:
         m = causal[None] & self.key_valid[:, None, :end]  # (B, T, S)
         m = m | (kslot == q)[None]  # pad queries see themselves, so no row is all -inf (NaN)
         return m[:, None]
+
+    def keep(self, rows: torch.Tensor):
+        """Drop finished rows: keep batch rows `rows` (1-D index tensor), in that order."""
+        self.k = [k.index_select(0, rows) for k in self.k]
+        self.v = [v.index_select(0, rows) for v in self.v]
+        self.pad = self.pad.index_select(0, rows)
+        self.key_valid = self.key_valid.index_select(0, rows)
+        self.padded = bool(self.pad.any())

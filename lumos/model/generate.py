@@ -1,0 +1,136 @@
+"""Batched decoding: prefill the prompts through the KV cache, then one token per step.
+
+    generate(model, tokenizer, ["<|user|>\\n...\\n<|assistant|>\\n", ...])  ->  [Generation, ...]
+
+Rows stop independently: on EOS, on a stop string (Lumos stops every turn at the first "\\n"), or
+after max_new_tokens. Greedy unless temperature > 0 (then optionally nucleus / top-p).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .kv_cache import KVCache
+
+
+@dataclass
+class Generation:
+    text: str  # the new text, cut before the stop string
+    n_prompt_tokens: int
+    n_new_tokens: int  # tokens decoded, including the EOS / stop-string token
+    finish_reason: str  # "eos" | "stop" | "length"
+    tokens: list[int] = field(default_factory=list, repr=False)  # the new token ids
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, stop=("\n",),
+             temperature: float = 0.0, top_p: float = 1.0, bos: bool = True,
+             seed: int | None = None) -> list[Generation]:
+    """Continue each prompt; prompts of different lengths share one batch (left padding)."""
+    prompt_ids = [tokenizer.encode(p, bos=bos) for p in prompts]
+    stop = tuple(s for s in (stop or ()) if s)
+    could_end = _stop_tokens(tokenizer, stop) if stop else None
+
+    def stop_at(ids: list[int]) -> int | None:
+        """Index in the decoded text where the earliest stop string begins, or None."""
+        if not could_end.get(ids[-1], False):  # only a token carrying a stop string's last char can end one
+            return None
+        text = tokenizer.decode(ids)
+        hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+        return min(hits) if hits else None
+
+    new_ids, reasons = decode_tokens(model, prompt_ids, max_new_tokens, tokenizer.eos_id,
+                                     stop_fn=(lambda ids: stop_at(ids) is not None) if stop else None,
+                                     temperature=temperature, top_p=top_p, seed=seed)
+    out = []
+    for p, ids, why in zip(prompt_ids, new_ids, reasons):
+        body = ids[:-1] if why == "eos" else ids
+        text = tokenizer.decode(body)
+        if why == "stop":
+            text = text[: stop_at(ids)]
+        out.append(Generation(text, len(p), len(ids), why, ids))
+    return out
+
+
+@torch.inference_mode()
+def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int | None = 2,
+                  stop_fn=None, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                  pad_token: int = 0) -> tuple[list[list[int]], list[str]]:
+    """Token-level decoding. prompts: B lists of ids (each non-empty). Returns, per row, the new
+    ids (ending with EOS or the token that made stop_fn(ids) true) and the finish reason.
+
+    Rows are left-padded to the longest prompt P: row b's k-th new token sits in cache slot P+k-1
+    for every row, so one `input_pos` drives the batch. Finished rows are dropped from the batch
+    (and the cache) once at most half of it is still running."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (use bos=True for empty text)")
+    device = model.output.weight.device
+    B, lens = len(prompts), [len(p) for p in prompts]
+    P = max(lens)
+    max_new_tokens = min(max_new_tokens, model.args.max_seq_len - P)
+    if max_new_tokens <= 0:
+        raise ValueError(f"prompt of {P} tokens leaves no room within max_seq_len {model.args.max_seq_len}")
+    tokens = torch.full((B, P), pad_token, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        tokens[b, P - len(p):] = torch.tensor(p, dtype=torch.long)
+    pad = [P - n for n in lens]
+    cache = KVCache.for_model(model, B, P + max_new_tokens, pad=pad)
+    gen = torch.Generator(device=device).manual_seed(seed) if seed is not None and temperature > 0 else None
+
+    logits = model(tokens.to(device), cache=cache, input_pos=0, last_only=True)[:, -1]  # prefill
+    rows = list(range(B))  # original row index of each batch row still in the cache
+    new_ids: list[list[int]] = [[] for _ in range(B)]
+    reasons = ["length"] * B
+    running = [True] * B
+    for step in range(max_new_tokens):
+        nxt = _pick(logits, temperature, top_p, gen)  # (b,)
+        for i, t in enumerate(nxt.tolist()):  # one device->host sync per step
+            r = rows[i]
+            if not running[r]:
+                continue
+            new_ids[r].append(t)
+            if t == eos_id:
+                reasons[r], running[r] = "eos", False
+            elif stop_fn is not None and stop_fn(new_ids[r]):
+                reasons[r], running[r] = "stop", False
+        alive = [i for i, r in enumerate(rows) if running[r]]
+        if not alive or step == max_new_tokens - 1:
+            break
+        if len(alive) <= len(rows) // 2:  # shrink the batch: fewer rows through every matmul
+            idx = torch.tensor(alive, device=device)
+            cache.keep(idx)
+            nxt, rows = nxt[idx], [rows[i] for i in alive]
+        logits = model(nxt[:, None], cache=cache, input_pos=P + step, last_only=True)[:, -1]
+    return new_ids, reasons
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen) -> torch.Tensor:
+    """logits (B, V) fp32 -> next ids (B,): argmax, or a sample from the top-p nucleus."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        p_sorted, idx = probs.sort(dim=-1, descending=True)
+        outside = p_sorted.cumsum(-1) - p_sorted > top_p  # keep the smallest prefix reaching top_p
+        p_sorted = p_sorted.masked_fill(outside, 0.0)
+        choice = torch.multinomial(p_sorted, 1, generator=gen)
+        return idx.gather(-1, choice).squeeze(-1)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+def _stop_tokens(tokenizer, stop: tuple[str, ...]) -> dict[int, bool]:
+    """id -> True if the token can complete a stop string: its piece holds the last character of
+    one, or it is a byte-fallback token (a byte may finish a multi-byte character; "\\n" is the
+    byte token 13 in Llama-2). Computed once per (tokenizer, stop)."""
+    memo = tokenizer.__dict__.setdefault("_stop_token_memo", {})
+    if stop not in memo:
+        last = {s[-1] for s in stop}
+        table = {}
+        for i in range(tokenizer.n_words):
+            piece = tokenizer.id_to_piece(i)
+            is_byte = len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">")
+            if is_byte or any(c in piece.replace("\u2581", " ") for c in last):
+                table[i] = True
+        memo[stop] = table
+    return memo[stop]
