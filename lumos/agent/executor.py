@@ -1,0 +1,224 @@
+"""The Lumos execution module: parse the grounder's actions and run them on the tools.
+
+A grounding is one or several actions joined by "; " (also newlines), e.g.
+
+    R1 = Calculator(16 - 3 - 4); R2 = Calculator(R1 * 2)
+    R5, R6 = SolveEquation(R2=xy, R3=x/y)
+    R2 = ParagraphRetrieve(R1, Query: How many kids did Julius Caesar have?)
+    R3 = QA([R2], Question: How many kids did Julius Caesar have?)
+
+The paper's annotation form ``Action 1-1: R1 = Calculator(2 - 0.5) = 1.5`` is accepted too: the label
+is dropped and the trailing ``= 1.5`` kept as ``Action.stated``. The text is model output, so every
+failure becomes a recorded one-line error: ``Executor.run`` never raises.
+"""
+import re
+from dataclasses import asdict, dataclass, field
+
+from lumos.tools import ToolError, Value
+from lumos.tools.maths import MATHS_TOOLS
+
+MAX_GROUNDING_CHARS = 100_000
+_LABEL = re.compile(r"\s*Action\s*\d+(?:\s*-\s*\d+)?\s*:\s*", re.I)
+_HEAD = re.compile(r"\s*(?:([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*=\s*)?([A-Za-z_]\w*)\s*\(")
+_REF = re.compile(r"\bR\d+\b")
+
+
+@dataclass
+class Action:
+    """One parsed action: `outputs = tool(args)`. `error` is set (and the rest may be empty) when the
+    text could not be parsed; `stated` is the '= value' an annotation wrote after the call."""
+    text: str
+    outputs: list[str] = field(default_factory=list)
+    tool: str = ""
+    args: str = ""
+    stated: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class ActionRecord:
+    """What happened to one action: `result` (the tool's output, ", "-joined when several) or `error`."""
+    text: str
+    tool: str
+    outputs: list[str]
+    args: str
+    resolved_args: str
+    result: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _is_open_quote(text: str, i: int) -> bool:
+    """A quote opens a quoted span only when it has a partner later; an apostrophe inside a word
+    (Caesar's) never opens one."""
+    ch = text[i]
+    if ch == "'" and i > 0 and (text[i - 1].isalnum() or text[i - 1] == "'"):
+        return False
+    return text.find(ch, i + 1) != -1
+
+
+def _scan(text: str, start: int = 0, stop_at_close: bool = False):
+    """Walk `text` tracking brackets and quotes. Yields (i, ch, depth) for every character outside
+    quotes; used both to split actions and to find the ')' that closes a call."""
+    depth, i, n = 0, start, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'" and _is_open_quote(text, i):
+            j = text.find(ch, i + 1)
+            i = j + 1
+            continue
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        yield i, ch, depth
+        i += 1
+
+
+def split_actions(text: str) -> list[str]:
+    """Split a grounding at top-level ';' and newlines (never inside brackets or quotes)."""
+    pieces, start = [], 0
+    for i, ch, depth in _scan(text):
+        if ch in ";\n" and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def parse_action(piece: str) -> Action:
+    """One action's text -> Action (with `.error` set instead of raising)."""
+    text = _LABEL.sub("", piece, count=1) if _LABEL.match(piece) else piece.strip()
+    m = _HEAD.match(text)
+    if m is None:
+        return Action(text=text, error=f"not an action of the form 'R1 = Tool(arguments)': {_short(text)!r}")
+    outputs = [o.strip() for o in m.group(1).split(",")] if m.group(1) else []
+    open_at = m.end() - 1
+    close_at = None
+    for i, ch, depth in _scan(text, open_at):
+        if depth == 0:
+            close_at = i
+            break
+    if close_at is None:
+        return Action(text=text, outputs=outputs, tool=m.group(2), error="unbalanced brackets")
+    args = text[open_at + 1:close_at].strip()
+    rest = text[close_at + 1:].strip()
+    stated = None
+    if rest.startswith("="):
+        stated = rest[1:].strip().rstrip(".").strip()
+    elif rest not in ("", "."):
+        return Action(text=text, outputs=outputs, tool=m.group(2), args=args,
+                      error=f"unexpected text after the action: {_short(rest)!r}")
+    return Action(text=text[:close_at + 1], outputs=outputs, tool=m.group(2), args=args, stated=stated)
+
+
+def parse_actions(text: str) -> list[Action]:
+    """A grounding -> its actions, in order. Never raises: a bad piece is an Action with `.error`."""
+    return [parse_action(p) for p in split_actions(text)]
+
+
+def _short(text: str, n: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _one_line(err) -> str:
+    msg = (str(err).splitlines() or [""])[0].strip() or type(err).__name__
+    return msg[:300]
+
+
+class Executor:
+    """Runs groundings on a fixed set of tools, binding results into an environment.
+
+    tools: name -> callable(args: str, env: dict) -> str | tuple[str, ...]; raising ToolError on bad input.
+    """
+
+    def __init__(self, tools: dict):
+        self.tools = dict(tools)
+
+    def run(self, grounding: str, env: dict) -> list[ActionRecord]:
+        """Execute every action of `grounding` in order; results are bound into `env` (name -> Value,
+        a str). Returns one record per action. Never raises."""
+        if not isinstance(grounding, str) or len(grounding) > MAX_GROUNDING_CHARS:
+            size = len(grounding) if isinstance(grounding, str) else type(grounding).__name__
+            return [ActionRecord(text=_short(str(grounding)), tool="", outputs=[], args="", resolved_args="",
+                                 error=f"grounding too long or not text ({size}; limit {MAX_GROUNDING_CHARS} characters)")]
+        try:
+            actions = parse_actions(grounding)
+        except Exception as err:      # parse_actions does not raise; belt and braces for "never"
+            actions = [Action(text=_short(grounding), error=f"cannot parse: {_one_line(err)}")]
+        if not actions:
+            return [ActionRecord(text="", tool="", outputs=[], args="", resolved_args="", error="no action found")]
+        return [self.run_action(a, env) for a in actions]
+
+    def run_action(self, action: Action, env: dict) -> ActionRecord:
+        rec = ActionRecord(text=action.text, tool=action.tool, outputs=list(action.outputs), args=action.args,
+                           resolved_args=action.args)
+        try:
+            rec.error = action.error or self._execute(action, env, rec)
+        except Exception as err:
+            rec.error = f"internal error in {action.tool}: {type(err).__name__}: {_one_line(err)}"
+        if rec.error:
+            rec.result = None
+            for name in action.outputs:   # a failed R_j must not leave a stale value behind
+                env.pop(name, None)
+        return rec
+
+    def _execute(self, action: Action, env: dict, rec: ActionRecord) -> str | None:
+        """Run one parsed action, filling `rec`; returns an error message or None."""
+        tool = self.tools.get(action.tool)
+        if tool is None:
+            return f"unknown tool {action.tool!r} (available: {', '.join(self.tools)})"
+        refs = list(dict.fromkeys(_REF.findall(action.args)))
+        missing = [r for r in refs if r not in env]
+        if missing:
+            return f"undefined variable {', '.join(missing)}"
+        rec.resolved_args = _REF.sub(lambda m: _inline(env[m.group()]), action.args)
+        try:
+            out = tool(action.args, env)
+        except ToolError as err:
+            return _one_line(err)
+        values = list(out) if isinstance(out, tuple) else [out]
+        values = [v if isinstance(v, Value) else Value(str(v)) for v in values]
+        rec.result = ", ".join(values)
+        if len(action.outputs) == len(values):
+            for name, v in zip(action.outputs, values):
+                env[name] = v
+        elif len(action.outputs) == 1:
+            env[action.outputs[0]] = Value(rec.result)
+        elif action.outputs:
+            return f"{action.tool} returned {len(values)} value(s) for {len(action.outputs)} output(s)"
+        return None
+
+
+def _inline(value: str) -> str:
+    """How an earlier result reads inside resolved_args: bracketed when it is a compound formula."""
+    text = _short(value, 200)
+    return f"({text})" if re.search(r"[\s+\-*/^=<>,]", text.lstrip("-")) or text.startswith("-") else text
+
+
+def last_result(records: list[ActionRecord]) -> str | None:
+    """The last successful result among `records` (the maths final-answer rule), or None."""
+    for rec in reversed(records):
+        if rec.error is None and rec.result is not None:
+            return rec.result
+    return None
+
+
+def maths_executor() -> Executor:
+    """Calculator, SetEquation, SolveEquation, Define, Count, SolveInequality, Code — all local."""
+    return Executor(MATHS_TOOLS)
+
+
+def qa_executor(answer_fn, knowledge=None, top_k: int = 3) -> Executor:
+    """KnowledgeQuery, ParagraphRetrieve, QA, Calculator, Code (the complex-QA action list).
+
+    answer_fn(question: str, paragraphs: list[str]) -> str answers QA actions (the agent wires a model);
+    knowledge: a lumos.tools.qa.KnowledgeQuery (HTTP Wikipedia or a local corpus); default: Wikipedia.
+    """
+    from lumos.tools.qa import QA, KnowledgeQuery, ParagraphRetrieve
+    return Executor({"KnowledgeQuery": knowledge if knowledge is not None else KnowledgeQuery(),
+                     "ParagraphRetrieve": ParagraphRetrieve(top_k=top_k), "QA": QA(answer_fn),
+                     "Calculator": MATHS_TOOLS["Calculator"], "Code": MATHS_TOOLS["Code"]})
