@@ -1,0 +1,362 @@
+"""Checkpoint I/O: read HF and Meta Llama-2 directories, write HF directories.
+
+Our Transformer uses Meta's parameter names and Meta's rotary layout, so a Meta state dict loads
+as is. HF checkpoints differ in two ways, and both are handled here and nowhere else:
+  1. names:  model.layers.3.self_attn.q_proj.weight  <->  layers.3.attention.wq.weight
+  2. q/k rows: HF's rotary rotates the pair (x[i], x[i + D/2]) of each head ("rotate_half"),
+     Meta's rotates (x[2i], x[2i+1]); HF's conversion script reorders the rows of wq and wk so the
+     two compute the same attention. `permute_meta_to_hf` is that reordering, `permute_hf_to_meta`
+     its inverse.
+
+Memory: tensors come out of the files memory-mapped (safetensors' safe_open and
+torch.load(mmap=True) both map the file copy-on-write), the model is built on the meta device
+and takes them with load_state_dict(assign=True). Loading in the stored dtype therefore never
+holds two copies: peak RSS ~= the file size (scripts/memcheck.py measures it). The q/k
+permutation is written back in place, which turns those file pages into private pages, not
+extra ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .config import ModelArgs
+from .llama import Transformer
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that can't be loaded as its config says; the message is one line."""
+
+
+# ---- the HF <-> Meta key map (the only one in the project) -------------------------------------
+
+_TOP_HF_TO_META = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+_LAYER_HF_TO_META = {
+    "self_attn.q_proj": "attention.wq",
+    "self_attn.k_proj": "attention.wk",
+    "self_attn.v_proj": "attention.wv",
+    "self_attn.o_proj": "attention.wo",
+    "mlp.gate_proj": "feed_forward.w1",
+    "mlp.down_proj": "feed_forward.w2",
+    "mlp.up_proj": "feed_forward.w3",
+    "input_layernorm": "attention_norm",
+    "post_attention_layernorm": "ffn_norm",
+}
+_TOP_META_TO_HF = {v: k for k, v in _TOP_HF_TO_META.items()}
+_LAYER_META_TO_HF = {v: k for k, v in _LAYER_HF_TO_META.items()}
+_HF_LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
+_META_LAYER = re.compile(r"layers\.(\d+)\.(.+)\.weight")
+# Rotary tables that older writers saved (transformers < 4.31: rotary_emb.inv_freq per layer;
+# Meta: rope.freqs). We recompute them from rope_theta, so they are skipped, not loaded.
+_ROTARY_BUFFERS = re.compile(r"(^|.*\.)(rotary_emb\.inv_freq|rope\.freqs)$")
+
+
+def hf_to_meta_name(name: str) -> str | None:
+    """'model.layers.3.mlp.up_proj.weight' -> 'layers.3.feed_forward.w3.weight'; None if unknown."""
+    if name in _TOP_HF_TO_META:
+        return _TOP_HF_TO_META[name]
+    m = _HF_LAYER.fullmatch(name)
+    if m and m.group(2) in _LAYER_HF_TO_META:
+        return f"layers.{m.group(1)}.{_LAYER_HF_TO_META[m.group(2)]}.weight"
+    return None
+
+
+def meta_to_hf_name(name: str) -> str:
+    if name in _TOP_META_TO_HF:
+        return _TOP_META_TO_HF[name]
+    m = _META_LAYER.fullmatch(name)
+    if m and m.group(2) in _LAYER_META_TO_HF:
+        return f"model.layers.{m.group(1)}.{_LAYER_META_TO_HF[m.group(2)]}.weight"
+    raise CheckpointError(f"no HF name for parameter {name!r}")
+
+
+def permute_meta_to_hf(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Rows of wq/wk (n_heads * D, dim): per head, interleaved pairs (0,1),(2,3).. -> halves
+    (0, D/2),(1, D/2+1).. As in HF's convert_llama_weights_to_hf.py. Returns a new tensor."""
+    rows, cols = w.shape
+    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def permute_hf_to_meta(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Inverse of permute_meta_to_hf."""
+    rows, cols = w.shape
+    return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def _n_heads_to_permute(meta_name: str, args: ModelArgs) -> int | None:
+    if meta_name.endswith("attention.wq.weight"):
+        return args.n_heads
+    if meta_name.endswith("attention.wk.weight"):
+        return args.kv_heads
+    return None
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """torch.bfloat16 / 'bf16' / 'bfloat16' -> torch.bfloat16 (None stays None: keep as stored)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of fp32, bf16, fp16")
+    return _DTYPES[dtype]
+
+
+def expected_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
+    """Meta name -> shape of every tensor the checkpoint must hold for `args` (tied models: no
+    output.weight). Read off a model built on the meta device, so it can't drift from llama.py."""
+    with torch.device("meta"):
+        model = Transformer(args)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if args.tie_word_embeddings:
+        del shapes["output.weight"]
+    return shapes
+
+
+def _shape_error(where, name: str, got, want, cfg: str, note: str = "") -> CheckpointError:
+    return CheckpointError(f"{where}: {name} has shape {tuple(got)}{note} in the checkpoint but "
+                           f"{tuple(want)} by its {cfg}")
+
+
+def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):  # files from torch < 1.6 (not zip) can't be mapped: read them
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _hf_weight_files(d: Path) -> list[Path]:
+    """The weight files of an HF directory, preferring safetensors over .bin."""
+    for index, single in (("model.safetensors.index.json", "model.safetensors"),
+                          ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+        if (d / index).exists():
+            weight_map = json.loads((d / index).read_text())["weight_map"]
+            files = [d / f for f in sorted(set(weight_map.values()))]
+            for f in files:
+                if not f.exists():
+                    raise CheckpointError(f"{d / index} lists {f.name}, which is missing")
+            return files
+        if (d / single).exists():
+            return [d / single]
+    raise CheckpointError(f"{d}: no model.safetensors[.index.json] or pytorch_model.bin[.index.json]")
+
+
+def _read_file(path: Path):
+    """Yields (name, tensor) of one weight file; tensors are views of the mapped file."""
+    if path.suffix == ".safetensors":
+        with safe_open(path, framework="pt") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
+    else:
+        yield from _torch_load(path).items()
+
+
+def _place(t: torch.Tensor, dtype, device, permute_heads: int | None) -> torch.Tensor:
+    """Cast/move one tensor (a no-op when it already matches) and undo HF's q/k row order."""
+    t = t.to(device=device, dtype=dtype or t.dtype)
+    if permute_heads is not None:
+        t.copy_(permute_hf_to_meta(t, permute_heads))  # in place: no second copy of the file
+    return t
+
+
+def _load_hf(d: Path, dtype, device) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+    args = ModelArgs.from_hf_config(json.loads((d / "config.json").read_text()))
+    want = expected_shapes(args)
+    sd: dict[str, torch.Tensor] = {}
+    tied_output = None
+    for path in _hf_weight_files(d):
+        for name, t in _read_file(path):
+            if _ROTARY_BUFFERS.fullmatch(name):
+                continue
+            meta = hf_to_meta_name(name)
+            if meta == "output.weight" and args.tie_word_embeddings:
+                tied_output = (name, t)  # redundant copy some writers keep; checked below
+                continue
+            if meta is None or meta not in want:
+                raise CheckpointError(f"{path}: unknown key {name!r} (not a parameter of this Llama config)")
+            if meta in sd:
+                raise CheckpointError(f"{path}: key {name!r} appears in two weight files")
+            if tuple(t.shape) != want[meta]:
+                raise _shape_error(path, name, t.shape, want[meta], "config.json")
+            sd[meta] = _place(t, dtype, device, _n_heads_to_permute(meta, args))
+    for meta in want:
+        if meta not in sd:
+            raise CheckpointError(f"{d}: missing key {meta_to_hf_name(meta)!r} ({meta})")
+    if tied_output is not None and not torch.equal(tied_output[1].to(sd["tok_embeddings.weight"]),
+                                                   sd["tok_embeddings.weight"]):
+        raise CheckpointError(f"{d}: config.json ties the embeddings but {tied_output[0]!r} "
+                              "differs from model.embed_tokens.weight")
+    return args, sd
+
+
+# Model-parallel shards of Meta's consolidated.NN.pth: the dim each weight was split along
+# (fairscale ColumnParallelLinear splits outputs = dim 0, RowParallelLinear inputs = dim 1).
+# Norms are replicated. tok_embeddings: Llama-2's ParallelEmbedding splits dim 1 (Llama-3's
+# vocab-parallel one dim 0), so it is chosen by shape.
+_MP_DIM = {"wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "output": 0, "wo": 1, "w2": 1}
+
+
+def _mp_dim(name: str, shard_shape, full_shape) -> int | None:
+    if tuple(shard_shape) == tuple(full_shape):
+        return None  # replicated (or a single shard)
+    key = name.split(".")[-2]
+    if key in _MP_DIM:
+        return _MP_DIM[key]
+    if key == "tok_embeddings":
+        return 1 if shard_shape[0] == full_shape[0] else 0
+    return None  # norms: replicated; a wrong shape is caught by the shape check
+
+
+def _load_meta(d: Path, dtype, device) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+    params = json.loads((d / "params.json").read_text())
+    files = sorted(d.glob("consolidated.*.pth"))
+    if not files:
+        raise CheckpointError(f"{d}: params.json but no consolidated.NN.pth")
+    shards = [{k: v for k, v in _torch_load(f).items() if not _ROTARY_BUFFERS.fullmatch(k)} for f in files]
+    args = ModelArgs.from_meta_params(params)
+    if params.get("vocab_size", -1) <= 0:  # Meta leaves it to the tokenizer: read it off the weights
+        if "output.weight" not in shards[0]:
+            raise CheckpointError(f"{files[0]}: missing key 'output.weight'")
+        args = dataclasses.replace(args, vocab_size=sum(s["output.weight"].shape[0] for s in shards))
+    want = expected_shapes(args)
+    for f, shard in zip(files, shards):
+        for name in shard:
+            if name not in want:
+                raise CheckpointError(f"{f}: unknown key {name!r} (not a parameter of this Llama config)")
+        for name in want:
+            if name not in shard:
+                raise CheckpointError(f"{f}: missing key {name!r}")
+    sd = {}
+    for name, shape in want.items():
+        parts = [s.pop(name) for s in shards]
+        dim = _mp_dim(name, parts[0].shape, shape)
+        t = parts[0] if dim is None else torch.cat(parts, dim=dim)
+        if tuple(t.shape) != shape:
+            note = f" (merged from {len(parts)} shards)" if len(parts) > 1 else ""
+            raise _shape_error(d, name, t.shape, shape, "params.json", note)
+        sd[name] = _place(t, dtype, device, None)
+        del parts, t
+    return args, sd
+
+
+def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype | str | None = torch.float32,
+                    device: str | torch.device = "cpu") -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+    """Read an HF (config.json + safetensors or .bin, single or sharded) or Meta (params.json +
+    consolidated.NN.pth, any number of model-parallel shards) directory.
+
+    Returns (args, state_dict with Meta names, q/k rows in Meta order). dtype None keeps the
+    stored dtype. Tied models (args.tie_word_embeddings) get output.weight = tok_embeddings.weight.
+    Raises CheckpointError naming the key for a missing, unknown or wrongly shaped tensor."""
+    d = Path(path)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: no such checkpoint directory")
+    dtype = as_dtype(dtype)
+    if (d / "config.json").exists():
+        args, sd = _load_hf(d, dtype, device)
+    elif (d / "params.json").exists():
+        args, sd = _load_meta(d, dtype, device)
+    else:
+        raise CheckpointError(f"{d}: neither an HF checkpoint (config.json) nor a Meta one (params.json)")
+    if args.tie_word_embeddings:
+        sd["output.weight"] = sd["tok_embeddings.weight"]
+    return args, sd
+
+
+def load_model(path: str | os.PathLike, dtype: torch.dtype | str | None = torch.float32,
+               device: str | torch.device = "cpu") -> Transformer:
+    """load_checkpoint + a Transformer built on the meta device that takes the tensors as its
+    parameters (no random init, no copy)."""
+    args, sd = load_checkpoint(path, dtype, device)
+    with torch.device("meta"):
+        model = Transformer(args)
+    model.load_state_dict(sd, strict=True, assign=True)
+    if args.tie_word_embeddings:  # assign=True made two Parameters; share one again
+        model.output.weight = model.tok_embeddings.weight
+    return model
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+def save_hf(model_or_state_dict: Transformer | dict[str, torch.Tensor], args: ModelArgs,
+            out_dir: str | os.PathLike, dtype: torch.dtype | str | None = None,
+            max_shard_bytes: int = 5_000_000_000, tokenizer: str | os.PathLike | None = None) -> Path:
+    """Write an HF Llama directory that transformers.LlamaForCausalLM.from_pretrained loads:
+    config.json, model.safetensors (or model-0000k-of-0000N.safetensors + index json when the
+    weights pass max_shard_bytes; transformers' default is 5 GB), and tokenizer.model if given.
+
+    dtype None keeps each tensor's dtype. Tied models write no lm_head.weight (as transformers).
+    Each file is written under a temporary name and renamed, so a model memory-mapped from
+    out_dir keeps its old files; earlier weight files that the new ones don't replace are removed."""
+    sd = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, torch.nn.Module) else model_or_state_dict
+    dtype = as_dtype(dtype)
+    want = expected_shapes(args)
+    for name in sd:
+        if name not in want and not (name == "output.weight" and args.tie_word_embeddings):
+            raise CheckpointError(f"save_hf: unknown key {name!r} (not a parameter of this Llama config)")
+    for name, shape in want.items():
+        if name not in sd:
+            raise CheckpointError(f"save_hf: missing key {name!r}")
+        if tuple(sd[name].shape) != shape:
+            raise _shape_error("save_hf", name, sd[name].shape, shape, "args")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # Plan the shards by byte size first, then convert one shard at a time (bounded memory).
+    shards, size = [[]], 0
+    total = 0
+    for name in want:
+        nbytes = sd[name].numel() * (dtype or sd[name].dtype).itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+        total += nbytes
+    n = len(shards)
+    names = ["model.safetensors"] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+    for stale in [*out.glob("model*.safetensors"), *out.glob("pytorch_model*.bin"), *out.glob("*.index.json")]:
+        if stale.name not in names:
+            stale.unlink()
+    weight_map = {}
+    for fname, shard in zip(names, shards):
+        tensors = {}
+        for name in shard:
+            t = sd[name].detach().to(device="cpu", dtype=dtype or sd[name].dtype)
+            heads = _n_heads_to_permute(name, args)
+            tensors[meta_to_hf_name(name)] = permute_meta_to_hf(t, heads) if heads else t.contiguous()
+            weight_map[meta_to_hf_name(name)] = fname
+        _atomic(out / fname, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        del tensors
+    if n > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        _atomic(out / "model.safetensors.index.json", lambda tmp: Path(tmp).write_text(json.dumps(index, indent=2)))
+    stored = dtype or sd["tok_embeddings.weight"].dtype
+    config = args.to_hf_config(str(stored).removeprefix("torch."))
+    _atomic(out / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    if tokenizer is not None:
+        _atomic(out / "tokenizer.model", lambda tmp: shutil.copyfile(tokenizer, tmp))
+    return out
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(str(tmp))
+    os.replace(tmp, path)
