@@ -50,6 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="JSONL trace (default outputs/TASK-FORMULATION-PLANNER-GROUNDER.jsonl); "
                    "an existing file is resumed, its finished ids skipped; the summary goes to OUT minus .jsonl + .summary.json")
     p.add_argument("--question", default=None, help="answer one question of your own and print plan, actions and answer")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="per generation (the paper: 512; each stops at its first newline)")
     p.add_argument("--bos", action=argparse.BooleanOptionalAction, default=True, help=BOS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
@@ -102,11 +103,12 @@ def make_backends(args):
             backends[m] = GoldBackend(gold_rows, m, args.formulation)
         elif spec.startswith(("http://", "https://")):
             backends[m] = OpenAIBackend(spec, model=getattr(args, f"{m}_model"), api_key=args.api_key,
-                                        batch_size=args.batch_size)
+                                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
         else:
             if spec not in local_cache:  # planner and grounder from one checkpoint: load it once
                 local_cache[spec] = LocalBackend(spec, device=args.device, dtype=args.dtype, bos=args.bos,
-                                                 batch_size=args.batch_size, cache_dir=args.cache_dir)
+                                                 batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                                                 cache_dir=args.cache_dir)
             backends[m] = local_cache[spec]
     return backends["planner"], backends["grounder"], specs
 

@@ -31,6 +31,7 @@ FAILURES = {
     "execution_error": "an action failed when executed (tool error, undefined R_j, ...)",
     "no_stop": f"Lumos-I did not say 'Yes, I will stop planning.' within {MAX_ROUNDS} planner rounds",
     "no_result": "the planner stopped before any subgoal was executed",
+    "prompt_too_long": "the conversation no longer fits the model's context (max_seq_len)",
 }
 
 
@@ -121,6 +122,9 @@ class Agent:
         for e, c in zip(eps, outs):
             e.planner_calls += 1
             e.last_plan = c.text.strip()
+            if c.finish_reason == "too_long":
+                e.finish("prompt_too_long")
+                continue
             if self.formulation == "onetime":
                 e.subgoals = parse_plan_onetime(c.text)
                 if not e.subgoals:
@@ -151,6 +155,9 @@ class Agent:
         outs = self._call(self.grounder, "grounder", eps, [e.ground_prompt for e in eps])
         for e, c in zip(eps, outs):
             e.last_grounding = c.text.strip()
+            if c.finish_reason == "too_long":
+                e.finish("prompt_too_long")
+                continue
             records = self.executor.run(e.last_grounding, e.env) if e.last_grounding else []
             e.steps[-1]["actions"] = [record_dict(r) for r in records]
             failure = classify(e.last_grounding, records)

@@ -33,7 +33,7 @@ class BackendError(RuntimeError):
 class Completion:
     text: str                  # the new text, without the stop newline
     n_tokens: int = 0          # tokens generated (0 for gold)
-    finish_reason: str = "stop"  # "stop" (newline/EOS) or "length" (hit max_new_tokens)
+    finish_reason: str = "stop"  # "stop" (newline), "eos", "length" (hit max_new_tokens), "too_long" (prompt fills the context)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -52,15 +52,20 @@ class LocalBackend:
         tok = next((d / "tokenizer.model" for d in (self.path, self.path.parent) if (d / "tokenizer.model").is_file()), None)
         if tok is None:
             raise BackendError(f"no tokenizer.model in {self.path} (or its parent): a checkpoint directory needs its tokenizer")
-        self.tokenizer = Tokenizer(str(tok))
+        self.tokenizer = Tokenizer(str(tok.parent))  # the directory: its added_tokens.json may add <pad>
         self.model = load_model(str(self.path), dtype=dtype, device=device)
         self.model.eval()
         self.name, self.bos, self.batch_size, self.max_new_tokens = f"local:{path}", bos, batch_size, max_new_tokens
 
     def complete(self, prompts: list[str], ids: list[str] | None = None) -> list[Completion]:
         from lumos.model.generate import generate
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        n_tok = [len(self.tokenizer.encode(p, bos=self.bos)) for p in prompts]
         out: list[Completion | None] = [None] * len(prompts)
+        room = self.model.args.max_seq_len
+        for i, n in enumerate(n_tok):  # no room for even one new token: a failure, not an exception
+            if n >= room:
+                out[i] = Completion("", 0, "too_long")
+        order = sorted((i for i in range(len(prompts)) if out[i] is None), key=lambda i: n_tok[i])
         for s in range(0, len(order), self.batch_size):
             chunk = order[s:s + self.batch_size]
             gens = generate(self.model, self.tokenizer, [prompts[i] for i in chunk],
