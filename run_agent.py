@@ -55,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                    help="weights dtype of local models (default: bfloat16 on cuda, float32 on cpu)")
+    p.add_argument("--corpus", default=None, help="complex QA: answer KnowledgeQuery from a local directory of *.txt / "
+                   "*.jsonl {title, text} pages instead of Wikipedia over HTTP")
     p.add_argument("--cache-dir", default=None, help="where hub ids are downloaded (default: lumos.model.hub's cache)")
     return p.parse_args(argv)
 
@@ -124,15 +126,18 @@ def ensure_gold(task: str) -> Path:
     return path
 
 
-def make_executor(family: str, planner, grounder):
+def make_executor(family: str, planner, grounder, corpus: str | None = None):
     from lumos.agent import executor as ex
     if family == "maths":
         return ex.maths_executor()
-    from lumos import prompts
     from lumos.agent.agent import answer_fn_from
     from lumos.agent.backends import GoldBackend
     qa = grounder if not isinstance(grounder, GoldBackend) else planner
-    return ex.qa_executor(answer_fn_from(qa, prompts.qa_prompt))
+    knowledge = None
+    if corpus:
+        from lumos.tools.qa import KnowledgeQuery
+        knowledge = KnowledgeQuery(corpus_dir=corpus)
+    return ex.qa_executor(answer_fn_from(qa), knowledge=knowledge)  # QA actions are answered by the backend
 
 
 def main(argv=None):
@@ -152,7 +157,7 @@ def main(argv=None):
     except BackendError as e:
         fail(str(e))
     family = TASK_INFO[args.task].family
-    agent = Agent(planner, grounder, make_executor(family, planner, grounder), family, args.formulation)
+    agent = Agent(planner, grounder, make_executor(family, planner, grounder, args.corpus), family, args.formulation)
 
     if args.question:  # one question of one's own: print the episode, write nothing
         ex = SimpleNamespace(id="question-0", question=args.question, answer=None)

@@ -66,6 +66,14 @@ GROUND_ALL = "Subgoals to be grounded: {subgoals}\n"       # Lumos-O: all subgoa
 GROUND_RESULTS_INTRO = " The grounding could be based on the following results:"  # complex QA, Lumos-I
 GROUND_RESULT_ITEM = " The execution result for Subgoal {j} is {result}"
 
+# ---------------------------------------------------------------------------
+# The QA tool's question to a language model (complex QA), verbatim from eval/hotpotqa/qa_tool.py,
+# where GPT-3.5 answered it; the agent asks its own backend, in a chat turn.
+QA_USER = ("Please answer the following question according to the context. Please answer with one brief entity, "
+           "beginning with 'Answer: '. If the answer can't be found in the context, answer 'No answer'. "
+           "No more details and explanations.\n\nQuestion: {question}\nContext: {context}\n")
+QA_ANSWER_PREFIX = "Answer: "
+
 
 # ---------------------------------------------------------------------------
 # Small builders, so nobody re-types the strings above.
@@ -91,11 +99,13 @@ def ground_user_first(family: str, task: str, subgoal: str) -> str:
     return GROUND_PREFIX[family] + GROUND_TASK_LINE.format(task=task) + GROUND_ONE.format(subgoal=subgoal)
 
 
-def ground_user_next(subgoal: str, results: list[str] | None = None) -> str:
-    """Later Lumos-I grounder turns. For complex QA, `results` (one per earlier subgoal) are appended."""
+def ground_user_next(subgoal: str, results: list[str] | dict[int, str] | None = None) -> str:
+    """Later Lumos-I grounder turns. For complex QA, `results` (one per earlier subgoal, or a dict
+    subgoal number -> result when only some subgoals have one, as the paper lists only QA answers) are appended."""
     if not results:
         return GROUND_ONE.format(subgoal=subgoal)
-    items = "".join(GROUND_RESULT_ITEM.format(j=j, result=r) for j, r in enumerate(results, 1))
+    pairs = sorted(results.items()) if isinstance(results, dict) else enumerate(results, 1)
+    items = "".join(GROUND_RESULT_ITEM.format(j=j, result=r) for j, r in pairs)
     return "Subgoal to be grounded: " + subgoal + GROUND_RESULTS_INTRO + items + "\n"
 
 
@@ -103,3 +113,9 @@ def ground_user_onetime(family: str, task: str, subgoals: list[str]) -> str:
     """The single user turn of the Lumos-O grounder: all subgoals joined by '; '."""
     return (GROUND_PREFIX[family] + GROUND_TASK_LINE.format(task=task)
             + GROUND_ALL.format(subgoals=SUBGOAL_SEP.join(subgoals)))
+
+
+def qa_prompt(question: str, paragraphs: list[str]) -> str:
+    """The QA tool's whole prompt to a chat-tuned backend: one user turn, then the assistant header."""
+    content = QA_USER.format(question=question.strip(), context="\n".join(p.strip() for p in paragraphs)).strip()
+    return USER_HEADER + content + "\n" + ASSISTANT_HEADER

@@ -93,3 +93,31 @@ def test_batch_refills_as_examples_finish():
 def test_last_bound_result():
     assert last_bound_result({"R2": "18", "R10": "7", "R9": "1", "x": "3"}) == "7"
     assert last_bound_result({}) is None
+
+
+def test_complex_qa_grounder_sees_qa_answers_and_qa_uses_the_backend(tmp_path):
+    from lumos.agent.agent import answer_fn_from
+    from lumos.agent.executor import qa_executor
+    from lumos.tools.qa import KnowledgeQuery
+    (tmp_path / "France.txt").write_text("France is a country.\nThe capital of France is Paris.\nIt has wine.\n")
+    asked = []
+
+    class Reader:  # the QA backend: answers from the paragraphs it was shown
+        def complete(self, prompts, ids=None):
+            asked.append(prompts[0])
+            return [Completion("Answer: Paris" if "capital of France is Paris" in prompts[0] else "No answer", 2)]
+
+    q = "Which city is the capital of France?"
+    s1, s2 = "Subgoal 1: Find the capital of France.", "Subgoal 2: Name the city."
+    planner = Scripted({"a": [s1, "No, I will keep planning. " + s2, "Yes, I will stop planning."]})
+    grounder = Scripted({"a": ["R1 = KnowledgeQuery(France); R2 = ParagraphRetrieve(R1, Query: capital of France?); "
+                               "R3 = QA([R2], Question: What is the capital of France?)",
+                               "R4 = QA([R2], Question: Which city?)"]})
+    ex = qa_executor(answer_fn_from(Reader()), knowledge=KnowledgeQuery(corpus_dir=tmp_path), top_k=1)
+    (ep,) = Agent(planner, grounder, ex, family="complex_qa").run([NS(id="a", question=q, answer="Paris")])
+    assert ep.failure is None and ep.prediction == "Paris"
+    assert grounder.calls[1][1][0].endswith(
+        "Subgoal to be grounded: Subgoal 2: Name the city. The grounding could be based on the following results: "
+        "The execution result for Subgoal 1 is Paris\n<|assistant|>\n")
+    assert asked[0].startswith("<|user|>\nPlease answer the following question according to the context.")
+    assert "Question: What is the capital of France?\nContext: The capital of France is Paris.\n<|assistant|>\n" in asked[0]

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from lumos import prompts
 from lumos.agent.backends import Completion
 from lumos.agent.grounder import ground_prompt_append, ground_prompt_first, ground_prompt_onetime
 from lumos.agent.planner import parse_plan_onetime, parse_plan_step, plan_prompt_append, plan_prompt_first
@@ -49,6 +50,7 @@ class Episode:
     last_grounding: str = ""
     subgoals: list = field(default_factory=list)   # parsed "Subgoal k: ..." lines
     results: list = field(default_factory=list)    # executed value per subgoal (Lumos-I)
+    qa_results: dict = field(default_factory=dict) # subgoal number -> QA answer (complex QA grounder context)
     env: dict = field(default_factory=dict)        # R_k -> value, filled by the executor
     steps: list = field(default_factory=list)
     n_tokens: int = 0
@@ -142,7 +144,8 @@ class Agent:
                 e.finish("no_stop")
             else:
                 e.subgoals.append(step.subgoal)
-                results = e.results if self.family == "complex_qa" else None
+                # complex QA: the grounder also sees earlier QA answers (the paper lists only those)
+                results = e.qa_results if self.family == "complex_qa" else None
                 e.ground_prompt = (ground_prompt_first(self.family, e.question, step.subgoal) if len(e.subgoals) == 1
                                    else e.ground_prompt + ground_prompt_append(e.last_grounding, step.subgoal, results))
                 e.state = "ground"
@@ -166,6 +169,8 @@ class Agent:
                 continue
             value = str(getattr(records[-1], "result", ""))
             e.results.append(value)
+            if getattr(records[-1], "tool", "") == "QA":
+                e.qa_results[len(e.subgoals)] = value
             e.plan_prompt += plan_prompt_append(e.last_plan, len(e.subgoals), value, self.family, e.subgoals[-1])
             e.state = "plan"
 
@@ -178,8 +183,10 @@ class Agent:
         return outs
 
 
-def answer_fn_from(backend, prompt_fn: Callable[[str, str], str]) -> Callable[[str, str], str]:
-    """Wrap a backend as the QA tool's answering callable: (context, question) -> answer text."""
-    def answer(context: str, question: str) -> str:
-        return backend.complete([prompt_fn(context, question)])[0].text.strip()
+def answer_fn_from(backend) -> Callable[[str, list[str]], str]:
+    """Wrap a backend as the QA tool's answering callable: (question, paragraphs) -> short answer.
+    The paper asked GPT-3.5 with prompts.QA_USER; we ask the given backend the same question."""
+    def answer(question: str, paragraphs: list[str]) -> str:
+        text = backend.complete([prompts.qa_prompt(question, paragraphs)])[0].text.strip()
+        return text.split(prompts.QA_ANSWER_PREFIX, 1)[-1].strip()
     return answer
