@@ -7,7 +7,7 @@ Only numbers, variables, earlier results ``R_j``, a whitelist of functions and t
     condition  := ['not'] comparison (('and'|'or') ...)*
     comparison := sum [('<'|'<='|'>'|'>='|'=='|'!=') sum]
     sum        := term (('+'|'-') term)*
-    term       := unary (('*'|'/'|'%' as modulo) unary | implicit-times power)*
+    term       := unary (('*'|'/'|'//'|'%' as modulo) unary | implicit-times power)*
     unary      := ('-'|'+') unary | power
     power      := postfix [('^'|'**') unary]                 (right-associative)
     postfix    := atom ('%' as percent | '!')*
@@ -49,7 +49,7 @@ _TOKEN = re.compile(r"""
   (?P<num>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)? | \d+\.?\d* | \.\d+)
 | (?P<ref>R\d+(?![A-Za-z0-9_]))
 | (?P<name>[A-Za-z_]+)
-| (?P<op>\*\*|==|!=|<=|>=|[-+*/^%!()<>,=\[\]])
+| (?P<op>\*\*|//|==|!=|<=|>=|[-+*/^%!()<>,=\[\]])
 | (?P<space>\s+)
 """, re.X)
 _NORMALISE = str.maketrans({"×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "−": "-", "–": "-",
@@ -276,7 +276,7 @@ class _Parser:
         e = self.unary()
         while True:
             tok = self.peek()
-            if tok in (("op", "*"), ("op", "/"), ("op", "%")):
+            if tok in (("op", "*"), ("op", "/"), ("op", "//"), ("op", "%")):
                 self.take()
                 rhs = self.unary()
                 if tok[1] == "*":
@@ -284,7 +284,7 @@ class _Parser:
                 elif rhs == 0:
                     raise ToolError("division by zero")
                 else:
-                    e = _check(e / rhs if tok[1] == "/" else sp.Mod(e, rhs))
+                    e = _check(e / rhs if tok[1] == "/" else sp.floor(e / rhs) if tok[1] == "//" else sp.Mod(e, rhs))
             elif tok[0] != "num" and self.starts_operand(tok):   # 2p, 3(4+1), (a)(b)
                 e = _check(e * self.power())
             else:
