@@ -25,7 +25,7 @@ class KVCache:
         # Zeros, not empty: slots past the cursor are never read, but finite values are cheap insurance.
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.max_len = max_len
+        self.max_len, self.batch_size, self.device = max_len, batch_size, torch.device(device)
         self.set_pad(pad)
 
     @classmethod
@@ -36,7 +36,7 @@ class KVCache:
     def set_pad(self, pad):
         """pad (B,): left-pad slots of each row (None = no padding). Resets nothing else: a new
         batch simply overwrites slots from 0."""
-        B, device = self.k[0].shape[0], self.k[0].device
+        B, device = self.batch_size, self.device
         pad = torch.zeros(B, dtype=torch.long) if pad is None else torch.as_tensor(pad, dtype=torch.long)
         if pad.shape != (B,):
             raise ValueError(f"pad has shape {tuple(pad.shape)}, expected ({B},)")
@@ -76,3 +76,4 @@ class KVCache:
         self.pad = self.pad.index_select(0, rows)
         self.key_valid = self.key_valid.index_select(0, rows)
         self.padded = bool(self.pad.any())
+        self.batch_size = len(rows)
