@@ -190,7 +190,7 @@ def main(argv=None):
                unit="ex", dynamic_ncols=True)
     try:
         for ep in agent.run(todo, batch_size=args.batch_size):
-            s = score(args.task, ep.prediction if ep.prediction is not None else "", ep.gold)
+            s = score(args.task, ep.prediction, ep.gold)
             row = {"id": ep.id, "question": ep.question, "gold": ep.gold, "prediction": ep.prediction,
                    "correct": bool(s["correct"]), "score": s, "failure": ep.failure, "subgoals": ep.subgoals,
                    "n_tokens": ep.n_tokens, "steps": ep.steps}

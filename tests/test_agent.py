@@ -2,7 +2,7 @@
 evolve, one backend call per step for all waiting examples, failures by cause."""
 from types import SimpleNamespace as NS
 
-from lumos.agent.agent import Agent, last_bound_result
+from lumos.agent.agent import Agent
 from lumos.agent.backends import Completion
 from lumos.agent.executor import maths_executor
 from lumos.agent.grounder import ground_prompt_append, ground_prompt_first, ground_prompt_onetime
@@ -88,11 +88,6 @@ def test_batch_refills_as_examples_finish():
         [NS(id=i, question=i, answer="2") for i in plan], batch_size=2))
     assert sorted(e.id for e in done) == sorted(plan)
     assert max(len(c[0]) for c in planner.calls) == 2 and all(len(c[0]) >= 1 for c in planner.calls)
-
-
-def test_last_bound_result():
-    assert last_bound_result({"R2": "18", "R10": "7", "R9": "1", "x": "3"}) == "7"
-    assert last_bound_result({}) is None
 
 
 def test_complex_qa_grounder_sees_qa_answers_and_qa_uses_the_backend(tmp_path):

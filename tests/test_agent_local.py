@@ -43,3 +43,59 @@ def test_batched_generations_equal_one_at_a_time(tiny_ckpt):
     # BOS is a real switch: the same prompt continues differently without it
     nobos = LocalBackend(str(tiny_ckpt), batch_size=8, max_new_tokens=12, bos=False).complete(prompts)
     assert [c.text for c in nobos] != [c.text for c in batched]
+
+
+def _run(argv):
+    import run_agent
+    return run_agent.main(argv)
+
+
+def test_run_agent_local_completes_and_resumes_after_interruption(tiny_ckpt, tmp_path, monkeypatch):
+    import sys
+    sys.path.insert(0, str(ROOT))
+    from lumos.agent import trace as trace_mod
+    out = tmp_path / "run.jsonl"
+    argv = ["--task", "gsm8k", "--planner", str(tiny_ckpt), "--grounder", str(tiny_ckpt), "--limit", "5",
+            "--batch-size", "4", "--max-new-tokens", "8", "--device", "cpu", "--out", str(out)]
+    # interrupt (Ctrl-C) right after the 2nd example is written
+    real_write, n = trace_mod.Trace.write, {"k": 0}
+
+    def write_then_interrupt(self, row):
+        real_write(self, row)
+        n["k"] += 1
+        if n["k"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trace_mod.Trace, "write", write_then_interrupt)
+    assert _run(argv) == 130
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(first) == 2
+    with open(out, "a") as f:          # a torn half line, as a kill during a write leaves
+        f.write('{"id": "gsm8k-test-4", "quest')
+    monkeypatch.setattr(trace_mod.Trace, "write", real_write)
+    assert _run(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    ids = [r["id"] for r in rows]
+    assert sorted(ids) == [f"gsm8k-test-{i}" for i in range(5)] and len(set(ids)) == 5
+    assert rows[:2] == first           # finished examples were not redone
+    for r in rows:                     # a random model: every example fails cleanly, with its trace
+        assert r["correct"] is False and r["failure"] in ("no_subgoal", "prompt_too_long")
+        assert r["steps"][0]["module"] == "planner" and r["steps"][0]["prompt"].startswith("<|user|>\nPlease provide")
+        assert 0 < r["steps"][0]["n_tokens"] <= 8 and r["question"] and r["gold"]
+    summary = json.loads((tmp_path / "run.summary.json").read_text())
+    assert summary["n"] == 5 and summary["metrics"]["correct"] == 0.0 and summary["failures"] == {"no_subgoal": 5}
+    assert summary["tokens_generated"] == sum(r["n_tokens"] for r in rows) > 0
+    assert summary["this_session"]["examples"] == 3
+
+
+def test_run_agent_gold_planner_local_grounder(tiny_ckpt, tmp_path, capsys):
+    """Gold subgoals + a (random) local grounder: the grounder's output reaches the executor."""
+    out = tmp_path / "g.jsonl"
+    assert _run(["--task", "gsm8k", "--planner", "gold", "--grounder", str(tiny_ckpt), "--limit", "3",
+                 "--max-new-tokens", "6", "--device", "cpu", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in rows:
+        assert [s["module"] for s in r["steps"]] == ["planner", "grounder"]
+        assert r["steps"][0]["generation"].startswith("Subgoal 1: ")
+        assert r["failure"] in ("unparsable_actions", "execution_error", "no_actions")
+    assert "failures:" in capsys.readouterr().out

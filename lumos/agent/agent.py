@@ -14,7 +14,6 @@ A finished episode is replaced by the next example at once, so the batch stays f
 Model output is untrusted: a generation that cannot be parsed or executed ends its episode with a
 failure cause (see FAILURES) and never raises.
 """
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -22,6 +21,7 @@ from lumos import prompts
 from lumos.agent.backends import Completion
 from lumos.agent.grounder import ground_prompt_append, ground_prompt_first, ground_prompt_onetime
 from lumos.agent.planner import parse_plan_onetime, parse_plan_step, plan_prompt_append, plan_prompt_first
+from lumos.agent.tasks import final_answer
 
 MAX_ROUNDS = 16  # Lumos-I: planner calls per example before we give up (failure "no_stop")
 
@@ -61,15 +61,10 @@ class Episode:
     def finish(self, failure: str | None = None):
         self.state, self.failure = "done", failure
         if failure is None:
-            self.prediction = last_bound_result(self.env)
+            # the last bound result (tasks.final_answer; the paper took the highest R_k, the same thing)
+            self.prediction = final_answer("", [a.get("result") for s in self.steps for a in s.get("actions", [])])
             if self.prediction is None:
                 self.failure = "no_result"
-
-
-def last_bound_result(env: dict) -> str | None:
-    """The final answer: the value of the highest-numbered R_k (the paper's rule for every task)."""
-    ks = [(int(m.group(1)), v) for k, v in env.items() if (m := re.fullmatch(r"R(\d+)", k))]
-    return str(max(ks)[1]) if ks else None
 
 
 def record_dict(rec) -> dict:
