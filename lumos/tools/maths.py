@@ -134,14 +134,15 @@ def SolveEquation(args, env=None):
         raise ToolError("SolveEquation got no equation")
     if not had_eq and len(eqs) == 1 and not eqs[0].free_symbols:
         return as_value(eqs[0])          # the paper's SolveEquation(R2 + R4): just a value
-    unknowns = targets or sorted(set().union(*(e.free_symbols for e in eqs)), key=lambda s: s.name)
+    every = sorted(set().union(*(e.free_symbols for e in eqs)) | set(targets), key=lambda s: s.name)
+    unknowns = targets or every     # solve for every unknown; report the asked-for ones
     if not unknowns:
         if all(sp.simplify(e) == 0 for e in eqs):
             return Value("True", exact=sp.true)
         raise ToolError("the equation has no unknown and does not hold")
-    if len(unknowns) > MAX_UNKNOWNS or len(eqs) > MAX_EQUATIONS:
+    if len(every) > MAX_UNKNOWNS or len(eqs) > MAX_EQUATIONS:
         raise ToolError(f"too many unknowns/equations (limits {MAX_UNKNOWNS}/{MAX_EQUATIONS})")
-    sols = sp.solve(eqs, unknowns, dict=True)
+    sols = sp.solve(eqs, every, dict=True)
     names = ", ".join(u.name for u in unknowns)
     if not sols:
         raise ToolError(f"no solution for {names}")
@@ -156,11 +157,13 @@ def SolveEquation(args, env=None):
     positive = [s for s in real if all(s[u] > 0 for u in unknowns)]
     if positive:
         real = positive
-    if len(real) > 1:
+    distinct = list({tuple(s[u] for u in unknowns): s for s in real}.values())
+    if len(distinct) > 1:
         if len(unknowns) == 1:
-            vals = sorted((s[unknowns[0]] for s in real), key=lambda v: float(v))
+            vals = sorted((s[unknowns[0]] for s in distinct), key=lambda v: float(v))
             return Value(", ".join(format_value(v) for v in vals))
-        raise ToolError(f"{len(real)} solutions for {names}; add a condition such as x > 0")
+        raise ToolError(f"{len(distinct)} solutions for {names}; add a condition such as x > 0")
+    real = distinct
     values = tuple(as_value(real[0][u]) for u in unknowns)
     return values[0] if len(values) == 1 else values
 
