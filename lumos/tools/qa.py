@@ -85,9 +85,13 @@ def _contexts(part: str, env) -> list[str]:
     return texts
 
 
+_HEADING = re.compile(r"=+[^=]*=+")
+
+
 def paragraphs_of(texts: list[str]) -> list[str]:
-    """Texts -> their non-empty lines (a Wikipedia extract puts one paragraph on each line)."""
-    return [p.strip() for t in texts for p in t.split("\n") if p.strip()]
+    """Texts -> their non-empty lines (a Wikipedia extract puts one paragraph on each line),
+    without the extract's '== Section ==' heading lines."""
+    return [p.strip() for t in texts for p in t.split("\n") if p.strip() and not _HEADING.fullmatch(p.strip())]
 
 
 class ParagraphRetrieve:
@@ -130,7 +134,7 @@ class QA:
 
 
 class KnowledgeQuery:
-    """KnowledgeQuery(topic) -> the text of the best-matching page, as 'Title\\nparagraph\\nparagraph...'.
+    """KnowledgeQuery(topic) -> the plain text of the best-matching page, one paragraph a line.
 
     Online (default): the MediaWiki API at `api_url` — list=search for the title, then prop=extracts
     (plain text) for the page — with a `timeout` per request, `retries` on timeouts, connection
@@ -148,13 +152,15 @@ class KnowledgeQuery:
         self.session.headers["User-Agent"] = USER_AGENT
         self.corpus = self._load_corpus(Path(corpus_dir)) if corpus_dir else None
         self.n_requests = 0      # HTTP requests actually sent (the cache makes reruns free)
+        self.last_title = None   # the page the last call returned
 
     def __call__(self, args: str, env=None) -> Value:
         query = " ".join(args.split()).strip("\"'")
         if not query:
             raise ToolError("KnowledgeQuery needs a topic")
         title, text = self._offline(query) if self.corpus is not None else self._online(query)
-        return Value(f"{title}\n{text}"[: self.max_chars])
+        self.last_title = title
+        return Value(text[: self.max_chars])
 
     # -- offline ------------------------------------------------------------------------------
     @staticmethod
