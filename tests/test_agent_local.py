@@ -99,3 +99,33 @@ def test_run_agent_gold_planner_local_grounder(tiny_ckpt, tmp_path, capsys):
         assert r["steps"][0]["generation"].startswith("Subgoal 1: ")
         assert r["failure"] in ("unparsable_actions", "execution_error", "no_actions")
     assert "failures:" in capsys.readouterr().out
+
+
+def _fails(argv, capsys, monkeypatch=None):
+    with pytest.raises(SystemExit) as e:
+        _run(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    return err[0]
+
+
+def test_run_agent_clear_errors(tmp_path, capsys, monkeypatch):
+    import socket
+    import run_agent
+    monkeypatch.setattr(run_agent, "DEFAULT_CKPT", {"planner": tmp_path / "p", "grounder": tmp_path / "g"})
+    assert "--backend gold" in _fails(["--task", "gsm8k"], capsys)
+    assert "not found" in _fails(["--planner", str(tmp_path / "missing"), "--grounder", "gold"], capsys)
+    assert "gold annotations exist only for gsm8k" in _fails(["--task", "svamp", "--backend", "gold"], capsys)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    msg = _fails(["--planner", f"http://127.0.0.1:{port}/v1", "--grounder", "gold"], capsys)
+    assert msg.startswith("run_agent.py: error: cannot reach") and str(port) in msg
+
+
+def test_run_agent_own_question(tiny_ckpt, capsys):
+    assert _run(["--planner", str(tiny_ckpt), "--grounder", str(tiny_ckpt), "--max-new-tokens", "5",
+                 "--device", "cpu", "--question", "Tom has 3 apples and buys 2 more. How many apples?"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[planner] ") and "answer: None   (failure: no_subgoal" in out

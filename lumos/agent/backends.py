@@ -113,15 +113,16 @@ class OpenAIBackend:
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
-        self.model = model or os.environ.get("OPENAI_MODEL") or self._first_model()
+        self.model = model or os.environ.get("OPENAI_MODEL")
+        self._check_server()  # fail fast (2 attempts) when nothing answers at all
         self.name = f"openai:{self.base}:{self.model}"
 
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        last = ""
-        for attempt in range(self.retries):
+    def _request(self, method: str, path: str, body: dict | None = None, retries: int | None = None) -> dict:
+        last, retries = "", retries or self.retries
+        for attempt in range(retries):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
@@ -138,13 +139,20 @@ class OpenAIBackend:
                 return r.json()
             except ValueError:
                 raise BackendError(f"{self.base}{path} did not answer JSON: {r.text[:200]!r}") from None
-        raise BackendError(f"{last}; gave up after {self.retries} attempts")
+        raise BackendError(f"{last}; gave up after {retries} attempts")
 
-    def _first_model(self) -> str:
-        data = self._request("GET", "/models").get("data") or []
-        if not data or "id" not in data[0]:
-            raise BackendError(f"{self.base}/models lists no model: pass --model-name")
-        return data[0]["id"]
+    def _check_server(self):
+        """GET /models: proves the server is up, and names the model when none was given."""
+        try:
+            data = self._request("GET", "/models", retries=min(2, self.retries)).get("data") or []
+        except BackendError as e:
+            if self.model and "answered HTTP 4" in str(e):  # a server without /models: fine when named
+                return
+            raise
+        if not self.model:
+            if not data or "id" not in data[0]:
+                raise BackendError(f"{self.base}/models lists no model: pass --planner-model/--grounder-model")
+            self.model = data[0]["id"]
 
     def _one(self, prompt: str) -> Completion:
         body = {"model": self.model, "prompt": prompt, "max_tokens": self.max_new_tokens, "temperature": 0,
