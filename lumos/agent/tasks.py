@@ -112,11 +112,12 @@ def parse_number(text) -> float | None:
 
 
 def numbers_match(pred: float | None, gold: float | None) -> bool:
-    """Equal up to 1e-4 relative (rounded intermediate results such as 0.333333 still count), or
-    equal at the gold's own precision when the gold is written with decimals (gold 0.33)."""
+    """Equal up to 1e-6 relative (a result shown rounded, 0.333333 or 9.999999, still counts, while
+    99999.5 is not 100000), or equal at the gold's own precision when the gold is written with
+    decimals (33.333333 for a gold 33.33)."""
     if pred is None or gold is None or math.isnan(pred):
         return False
-    if math.isclose(pred, gold, rel_tol=1e-4, abs_tol=1e-6):
+    if math.isclose(pred, gold, rel_tol=1e-6, abs_tol=1e-6):
         return True
     decimals = len(repr(gold).split(".")[1].rstrip("0")) if "." in repr(gold) and "e" not in repr(gold) else 0
     return decimals > 0 and round(pred, decimals) == gold
