@@ -1,0 +1,366 @@
+"""The fine-tuning loop: data -> FSDP2 model -> AdamW steps -> DCP checkpoints -> HF export.
+
+    for step in range(start, total_steps):
+        for each of this rank's grad_accum micro-batches:
+            loss = sum of token cross-entropy over label tokens / label tokens of the GLOBAL batch
+            loss.backward()                      # FSDP sums the shards' gradients over ranks
+        clip grad norm; set lr; optimizer.step(); log; maybe save a checkpoint
+
+Dividing every rank's summed loss by the label count of the whole optimizer step (all ranks, all
+micro-batches) makes the summed gradient exactly the gradient of the mean token loss of the
+global batch, however unevenly the labels fall on ranks and micro-batches (open-instruct's
+per-micro-batch mean weights a short answer's tokens more than a long one's).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lumos.annotations.format import read_conversations
+from lumos.model.checkpoint import load_checkpoint, save_hf
+from lumos.model.config import ModelArgs
+from lumos.model.llama import Transformer
+from lumos.model.tokenizer import Tokenizer
+
+from .data import StepSampler, TokenizedDataset, collate, tokenize_conversations
+from .distributed import Dist, all_reduce_sum, barrier, init_distributed, shard_model
+from .tokenize import IGNORE_INDEX
+
+# DCP warns that it runs "in a single process" when there is no process group: that is intended.
+warnings.filterwarnings("ignore", message=".*torch.distributed is disabled, unavailable or uninitialized.*")
+
+
+@dataclass
+class TrainConfig:
+    data: str                         # Lumos jsonl conversations
+    out: str                          # run directory: log, checkpoints, exported model
+    tokenizer: str                    # SentencePiece .model (copied to out/tokenizer.model)
+    init: str | None = None           # HF or Meta checkpoint directory to fine-tune
+    model_args: dict | None = None    # from-scratch model (a ModelArgs as dict) when init is None
+    max_seq_len: int = 1024
+    epochs: float = 2.0
+    max_steps: int | None = None      # overrides epochs
+    lr: float = 2e-5
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0        # 0 disables clipping
+    micro_batch_size: int = 8
+    global_batch_size: int = 128
+    seed: int = 0
+    save_every: int = 0               # 0: only at the end
+    resume: bool = False
+    threads: int | None = None
+    activation_checkpointing: bool = False
+    dtype: str | None = None          # parameter dtype for compute: float32 (CPU default) | bfloat16 (CUDA default)
+    device: str | None = None
+    export_dtype: str | None = None   # dtype of the exported weights (default: the training dtype)
+    progress: bool = True
+
+
+def lr_at(step: int, total: int, warmup: int, lr: float) -> float:
+    """Linear warmup from 0, then linear decay to 0 (transformers' linear schedule, which
+    open-instruct used): optimizer step `step` (0-based) of `total` runs at this lr."""
+    if step < warmup:
+        return lr * step / max(1, warmup)
+    return lr * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def flops_per_token(args: ModelArgs, n_params: int, seq_len: float) -> float:
+    """Training FLOPs per token: 6 per parameter (fwd 2 + bwd 4) plus attention's QK^T and AV,
+    6 * 2 * n_layers * dim * seq_len (PaLM's appendix B, as nanoGPT's estimate_mfu)."""
+    return 6 * n_params + 12 * args.n_layers * args.dim * seq_len
+
+
+def measure_peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """Dense matmul FLOP/s this device reaches right now (the MFU denominator: on a CPU there is
+    no datasheet number that applies to a shared machine, so measure one)."""
+    n = 1024 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ a
+    reps = 4 if device.type == "cpu" else 20
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ a
+    _sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+# ---- model ----------------------------------------------------------------------------------------
+
+def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype) -> tuple[Transformer, ModelArgs]:
+    """Meta device -> activation checkpointing + fully_shard -> to_empty -> init or load.
+
+    Weights are world-size independent: init_weights draws full tensors from the seed and keeps
+    this rank's shard, and a loaded checkpoint is distributed the same way."""
+    if cfg.init:
+        args, sd = load_checkpoint(cfg.init, dtype=torch.float32, device="cpu")
+    else:
+        args, sd = ModelArgs(**cfg.model_args), None
+    with torch.device("meta"):
+        model = Transformer(args)
+    model = shard_model(model, d, param_dtype=dtype, activation_checkpointing=cfg.activation_checkpointing)
+    model.to_empty(device=d.device)
+    model.init_weights(cfg.seed)
+    if sd is not None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        if args.tie_word_embeddings:
+            sd.pop("output.weight", None)  # one shared parameter, loaded through tok_embeddings
+        set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True, strict=not args.tie_word_embeddings))
+    return model, args
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+
+def _train_state(model, optimizer):
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    msd, osd = get_state_dict(model, optimizer)
+    return {"model": msd, "optim": osd}
+
+
+def latest_checkpoint(out: str) -> Path | None:
+    """The newest complete checkpoint (out/checkpoints/step-NNNNNNN); temp dirs are ignored."""
+    ckpts = sorted(Path(out, "checkpoints").glob("step-*"))
+    return ckpts[-1] if ckpts else None
+
+
+def save_checkpoint(out: str, step: int, model, optimizer, sampler: StepSampler, d: Dist, keep: int = 2) -> Path:
+    """DCP-save model, optimizer, step, sampler and RNG to a temp dir, then rename it into place:
+    a crash mid-save leaves the previous checkpoint as the latest complete one."""
+    import torch.distributed.checkpoint as dcp
+    root = Path(out, "checkpoints")
+    final, tmp = root / f"step-{step:07d}", root / f".tmp-step-{step:07d}"
+    if d.is_main and tmp.exists():
+        shutil.rmtree(tmp)  # debris of an earlier crash
+    barrier(d)
+    state = _train_state(model, optimizer)
+    state["trainer"] = {"step": step, "sampler": sampler.state_dict(), "rng": torch.get_rng_state()}
+    dcp.save(state, checkpoint_id=str(tmp))
+    barrier(d)
+    if d.is_main:
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        for old in sorted(root.glob("step-*"))[:-keep]:
+            shutil.rmtree(old)
+    barrier(d)
+    return final
+
+
+def load_checkpoint_into(path: Path, model, optimizer=None) -> dict:
+    """Load a DCP checkpoint into the (sharded) model and optimizer; returns the trainer state."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_state_dict, get_model_state_dict, set_model_state_dict
+    if optimizer is None:
+        state = {"model": get_model_state_dict(model)}
+        dcp.load(state, checkpoint_id=str(path))
+        set_model_state_dict(model, state["model"])
+        return {}
+    state = _train_state(model, optimizer)
+    state["trainer"] = {"step": 0, "sampler": {}, "rng": torch.get_rng_state()}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    return state["trainer"]
+
+
+def export_hf(model, args: ModelArgs, out: str, d: Dist, dtype: str | None) -> None:
+    """Gather the full weights on rank 0 and write an HF directory (config, safetensors,
+    tokenizer.model) into `out`: lumos.model.checkpoint.load_model and transformers load it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=d.mesh is not None))
+    if d.is_main:
+        if args.tie_word_embeddings:
+            sd["output.weight"] = sd["tok_embeddings.weight"]
+        save_hf(sd, args, out, dtype=dtype, tokenizer=Path(out, "tokenizer.model"))
+    barrier(d)
+
+
+# ---- the loop --------------------------------------------------------------------------------------
+
+def forward_backward(model, batches, n_labels: int, autocast) -> torch.Tensor:
+    """Accumulate the gradient of (sum of label-token CE) / n_labels over `batches`, a list of
+    (tokens, targets) (B, T) pairs. n_labels is the label count of the whole global batch.
+    Returns this rank's share of the loss (a 0-dim tensor; summed over ranks = the mean loss)."""
+    total = torch.zeros((), device=batches[0][0].device)
+    for a, (tokens, targets) in enumerate(batches):
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP: reduce-scatter once, after the last
+            model.set_requires_gradient_sync(a == len(batches) - 1)
+        with autocast:
+            logits = model(tokens)  # (B, T, V) fp32
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                               reduction="sum") / n_labels
+        loss.backward()
+        total += loss.detach()
+    return total
+
+
+def load_dataset(cfg: TrainConfig, tokenizer: Tokenizer) -> TokenizedDataset:
+    rows = read_conversations(cfg.data)
+    return tokenize_conversations(rows, tokenizer, cfg.max_seq_len)
+
+
+def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
+    """Run (or resume) training, then export. Returns a summary dict (rank 0's view)."""
+    d = d or init_distributed(cfg.device, cfg.threads)
+    dtype = getattr(torch, cfg.dtype or ("bfloat16" if d.device.type == "cuda" else "float32"))
+    out = Path(cfg.out)
+    if d.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if Path(cfg.tokenizer).resolve() != (out / "tokenizer.model").resolve():
+            shutil.copyfile(cfg.tokenizer, out / "tokenizer.model")
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    barrier(d)
+    tokenizer = Tokenizer(str(out / "tokenizer.model"))
+    data = load_dataset(cfg, tokenizer)
+    sampler = StepSampler(data.lengths, cfg.global_batch_size, cfg.micro_batch_size, d.world_size, cfg.seed)
+    n_labels, lengths = data.n_labels, data.lengths
+    total_steps = cfg.max_steps or max(1, int(cfg.epochs * sampler.steps_per_epoch))
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+
+    torch.manual_seed(cfg.seed)
+    model, args = build_model(cfg, d, dtype)
+    if args.vocab_size < tokenizer.n_words:
+        raise ValueError(f"model vocabulary {args.vocab_size} < tokenizer's {tokenizer.n_words}")
+    if d.is_main:
+        (out / "model_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                                  weight_decay=cfg.weight_decay)
+    start = 0
+    ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
+    if ckpt is not None:
+        state = load_checkpoint_into(ckpt, model, optimizer)
+        sampler.check_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"])
+        start = state["step"]
+    # One process computing in bf16 keeps fp32 weights and autocasts (FSDP does this itself).
+    autocast = (torch.autocast(d.device.type, dtype=dtype) if d.mesh is None and dtype != torch.float32
+                else contextlib.nullcontext())
+
+    n_params = sum(p.numel() for p in model.parameters())  # FSDP: full shapes; tied output counted once
+    peak = measure_peak_flops(d.device, dtype)
+    pad_id = tokenizer.pad_id if tokenizer.pad_id >= 0 else tokenizer.eos_id
+    if d.is_main:
+        print(f"data: {len(data)} examples ({data.n_truncated} truncated at {cfg.max_seq_len}, {data.n_dropped} "
+              f"dropped with no label left) from {cfg.data}; model: {n_params / 1e6:.2f}M params; "
+              f"world {d.world_size} x micro {cfg.micro_batch_size} x accum {sampler.grad_accum} = global "
+              f"{cfg.global_batch_size}; steps {start}..{total_steps} ({sampler.steps_per_epoch}/epoch); "
+              f"{torch.get_num_threads()} threads/rank", flush=True)
+    bar = None
+    if d.is_main and cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total_steps, initial=start, desc="train", dynamic_ncols=True)
+    log = open(out / "log.jsonl", "a") if d.is_main else None
+    model.train()
+    loss = float("nan")
+    for step in range(start, total_steps):
+        t0 = time.perf_counter()
+        batch_idx = sampler.global_batch_indices(step)
+        n_lab = int(n_labels[batch_idx].sum())  # global label count: every rank knows the global batch
+        n_tok = int(lengths[batch_idx].sum())   # real (unpadded) tokens of the global batch
+        batches = [tuple(x.to(d.device, non_blocking=True) for x in collate(data, idx, pad_id))
+                   for idx in sampler.micro_batches(step, d.rank)]
+        lr = lr_at(step, total_steps, warmup, cfg.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        local_loss = forward_backward(model, batches, n_lab, autocast)
+        grad_norm = float("nan")
+        if cfg.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = all_reduce_sum(local_loss.item(), d)
+        dt = time.perf_counter() - t0
+        tps = n_tok / dt
+        mfu = flops_per_token(args, n_params, n_tok / len(batch_idx)) * tps / (peak * d.world_size)
+        if d.is_main:
+            rec = {"step": step + 1, "loss": round(loss, 6), "lr": lr, "grad_norm": round(grad_norm, 6),
+                   "tokens_per_s": round(tps, 1), "mfu": round(mfu, 4), "label_tokens": n_lab,
+                   "peak_mem_gb": round(peak_memory_gb(d.device), 3), "epoch": round((step + 1) / sampler.steps_per_epoch, 4)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            if bar:
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
+                bar.update(1)
+        _fault_injection(step + 1)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+            save_checkpoint(cfg.out, step + 1, model, optimizer, sampler, d)
+    if bar:
+        bar.close()
+    if start < total_steps:
+        save_checkpoint(cfg.out, total_steps, model, optimizer, sampler, d)
+    export_hf(model, args, cfg.out, d, cfg.export_dtype)
+    if d.is_main:
+        log.close()
+        plot_loss(out)
+        print(f"exported {out} (HF layout: config.json, model.safetensors, tokenizer.model); final loss {loss:.4f}", flush=True)
+    return {"final_loss": loss, "steps": total_steps, "examples": len(data), "dropped": data.n_dropped}
+
+
+def export_only(out: str, d: Dist | None = None, dtype: str | None = None) -> Path:
+    """Export the latest checkpoint of run directory `out` to HF layout (in `out`)."""
+    d = d or init_distributed()
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise FileNotFoundError(f"{out}: no checkpoint under {out}/checkpoints")
+    args = ModelArgs(**json.loads(Path(out, "model_args.json").read_text()))
+    with torch.device("meta"):
+        model = Transformer(args)
+    model = shard_model(model, d)
+    model.to_empty(device=d.device)
+    model.init_weights(0)  # re-ties shared weights; every value is then overwritten by the checkpoint
+    load_checkpoint_into(ckpt, model)
+    export_hf(model, args, out, d, dtype)
+    return ckpt
+
+
+def _fault_injection(step: int) -> None:
+    """Tests kill the run for real after a given step (LUMOS_TRAIN_KILL_AFTER_STEP) to check
+    that --resume reproduces the uninterrupted run."""
+    kill_after = os.environ.get("LUMOS_TRAIN_KILL_AFTER_STEP")
+    if kill_after and int(kill_after) == step:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def plot_loss(out: Path) -> None:
+    """out/loss.png from out/log.jsonl (skipped with a note when matplotlib is missing)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no loss.png (pip install matplotlib)")
+        return
+    recs = [json.loads(line) for line in open(out / "log.jsonl")]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in recs], [r["loss"] for r in recs])
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("mean token loss")
+    ax.set_title(out.name)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)

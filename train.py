@@ -1,0 +1,172 @@
+"""Fine-tune a Lumos module (planning or grounding) on Lumos conversations.
+
+    python train.py --module grounding --preset tiny --max-steps 20 --out runs/demo
+    torchrun --nproc_per_node=2 train.py --module grounding --preset tiny --max-steps 20 --out runs/demo
+    torchrun --nnodes=4 --nproc_per_node=8 ... train.py --module planning --task unified \\
+        --init /ckpt/Llama-2-7b-hf --micro-batch-size 2 --activation-checkpointing --out runs/plan7b
+
+Writes to --out: log.jsonl (step, loss, lr, tokens/s, MFU, memory), checkpoints/step-N (DCP,
+resumable with --resume), loss.png, and the final model in HF layout (config.json,
+model.safetensors, tokenizer.model) that run_agent.py's local backend and transformers load.
+"""
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from lumos.model.config import PRESETS
+
+ROOT = Path(__file__).resolve().parent
+TASKS = ("maths", "complex_qa", "web_agent", "unified")
+
+
+def default_data(task: str, module: str, formulation: str) -> Path:
+    kind = "plan" if module == "planning" else "ground"
+    return ROOT / "data" / "annotations" / f"lumos_{task}_{kind}_{formulation}.jsonl"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to train")
+    g.add_argument("--module", choices=("planning", "grounding"), help="Lumos module (picks the default dataset)")
+    g.add_argument("--task", choices=TASKS, default="maths", help="task family of the default dataset (default maths)")
+    g.add_argument("--formulation", choices=("iterative", "onetime"), default="iterative",
+                   help="Lumos-I (iterative) or Lumos-O (onetime) annotations (default iterative)")
+    g.add_argument("--data", help="Lumos jsonl file; overrides --module/--task/--formulation's default "
+                                  "data/annotations/lumos_{task}_{plan|ground}_{formulation}.jsonl")
+    g.add_argument("--init", help="HF or Meta Llama-2 checkpoint directory to fine-tune (its tokenizer.model is used)")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="train this architecture from scratch instead of --init")
+    g.add_argument("--tokenizer", help="SentencePiece .model for --preset (default: train one on the data)")
+    g.add_argument("--vocab-size", type=int, default=4096, help="size of the tokenizer trained on the data (default 4096)")
+    g.add_argument("--out", required=True, help="run directory (log, checkpoints, exported model)")
+    o = p.add_argument_group("optimisation (defaults: the Lumos paper)")
+    o.add_argument("--epochs", type=float, default=2.0)
+    o.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
+    o.add_argument("--lr", type=float, default=2e-5, help="peak AdamW learning rate")
+    o.add_argument("--warmup-ratio", type=float, default=0.03, help="linear warmup fraction, then linear decay to 0")
+    o.add_argument("--weight-decay", type=float, default=0.0)
+    o.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")
+    o.add_argument("--global-batch-size", type=int, default=128, help="sequences per optimizer step, all ranks together")
+    o.add_argument("--micro-batch-size", type=int, default=8, help="sequences per forward pass per rank; "
+                   "gradient accumulation = global / (micro x world size)")
+    o.add_argument("--max-seq-len", type=int, default=1024, help="truncate conversations (from the right) to this many tokens")
+    o.add_argument("--seed", type=int, default=0, help="weight init and data order")
+    r = p.add_argument_group("running")
+    r.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (always at the end)")
+    r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    r.add_argument("--export-only", action="store_true", help="export the latest checkpoint in --out to HF layout and exit")
+    r.add_argument("--threads", type=int, help="CPU threads per rank (default: usable CPUs / ranks on this node)")
+    r.add_argument("--activation-checkpointing", action="store_true", help="recompute each block in backward (less memory)")
+    r.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: float32 on CPU, bfloat16 on CUDA)")
+    r.add_argument("--export-dtype", choices=("float32", "bfloat16", "float16"), help="dtype of the exported weights")
+    r.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    r.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = p.parse_args(argv)
+
+    if args.export_only:
+        return p, args
+    if not args.data and not args.module:
+        p.error("give --module {planning,grounding} (or --data PATH)")
+    if (args.init is None) == (args.preset is None):
+        p.error("give exactly one of --init CHECKPOINT_DIR (fine-tune) or --preset NAME (from scratch)")
+    if args.init and args.tokenizer:
+        p.error("--tokenizer goes with --preset; --init uses the checkpoint's own tokenizer.model")
+    if args.init and not Path(args.init).is_dir():
+        p.error(f"--init {args.init}: no such directory")
+    if args.tokenizer and not Path(args.tokenizer).is_file():
+        p.error(f"--tokenizer {args.tokenizer}: no such file")
+    if args.task in ("web_agent", "unified") and args.formulation == "onetime" and not args.data:
+        p.error(f"--task {args.task} has only iterative annotations in Lumos; use --formulation iterative")
+    for name in ("epochs", "lr", "global_batch_size", "micro_batch_size", "max_seq_len"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.max_steps is not None and args.max_steps <= 0:
+        p.error("--max-steps must be positive")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.global_batch_size % (args.micro_batch_size * world):
+        p.error(f"--global-batch-size {args.global_batch_size} must be a multiple of --micro-batch-size "
+                f"{args.micro_batch_size} x {world} ranks")
+    if args.data is None:
+        args.data = str(default_data(args.task, args.module, args.formulation))
+    return p, args
+
+
+def one_line(e: Exception) -> str:
+    """read_conversations lists every bad row; the CLI shows the first and a count."""
+    lines = str(e).splitlines()
+    if len(lines) > 1 and lines[0].endswith("bad row(s):"):
+        return f"{lines[1]} ({lines[0].split()[0]} bad rows in all)"
+    return lines[0] if lines else type(e).__name__
+
+
+def main(argv=None):
+    parser, a = parse_args(argv)
+    # Heavy imports after argument parsing: --help and flag errors answer instantly.
+    from lumos.annotations.format import read_conversations
+    from lumos.model.config import ModelArgs
+    from lumos.train.distributed import barrier, init_distributed, shutdown
+    from lumos.train.tokenize import train_sentencepiece
+    from lumos.train.trainer import TrainConfig, export_only, latest_checkpoint, train
+
+    d = init_distributed(a.device, a.threads)
+    code = 0
+    try:
+        if a.export_only:
+            ckpt = export_only(a.out, d, a.export_dtype)
+            if d.is_main:
+                print(f"exported {ckpt} to {a.out}")
+            return
+        data = Path(a.data)
+        if not data.exists() and data.parent == ROOT / "data" / "annotations" and a.task == "maths":
+            if d.is_main:  # the default maths files are built from the shipped GSM8K in a minute
+                print(f"{data} is missing: running data/prepare.py", flush=True)
+                subprocess.run([sys.executable, str(ROOT / "data" / "prepare.py")], check=True, cwd=ROOT)
+            barrier(d)
+        if not data.exists():
+            raise ValueError(f"{data}: no such dataset file" + ("" if a.task == "maths" else
+                             f" (download ai2lumos/{data.stem} from Hugging Face, or pass --data)"))
+        rows = read_conversations(data)
+        if a.resume and latest_checkpoint(a.out) is None and d.is_main:
+            print(f"--resume: no checkpoint in {a.out}/checkpoints yet, starting from step 0")
+        out = Path(a.out)
+        if a.init:
+            tokenizer = str(Path(a.init) / "tokenizer.model")
+            if not Path(tokenizer).is_file():
+                raise ValueError(f"--init {a.init} has no tokenizer.model")
+            model_args = None
+        else:
+            tokenizer = a.tokenizer
+            if tokenizer is None:
+                tokenizer = str(out / "tokenizer.model")
+                if d.is_main and not (a.resume and Path(tokenizer).exists()):
+                    out.mkdir(parents=True, exist_ok=True)
+                    print(f"training a {a.vocab_size}-piece SentencePiece BPE on {len(rows)} conversations", flush=True)
+                    train_sentencepiece([r["messages"] for r in rows], str(out / "tokenizer"), a.vocab_size)
+                barrier(d)
+            from lumos.model.tokenizer import Tokenizer
+            margs = ModelArgs.preset(a.preset)
+            margs.vocab_size = Tokenizer(tokenizer).n_words
+            margs.max_seq_len = max(margs.max_seq_len, a.max_seq_len)
+            model_args = asdict(margs)
+        cfg = TrainConfig(
+            data=str(data), out=a.out, tokenizer=tokenizer, init=a.init, model_args=model_args,
+            max_seq_len=a.max_seq_len, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr,
+            warmup_ratio=a.warmup_ratio, weight_decay=a.weight_decay, max_grad_norm=a.max_grad_norm,
+            micro_batch_size=a.micro_batch_size, global_batch_size=a.global_batch_size, seed=a.seed,
+            save_every=a.save_every, resume=a.resume, threads=a.threads,
+            activation_checkpointing=a.activation_checkpointing, dtype=a.dtype, device=a.device,
+            export_dtype=a.export_dtype, progress=not a.no_progress)
+        train(cfg, d)
+    except (ValueError, FileNotFoundError) as e:
+        if d.is_main:
+            print(f"train.py: error: {one_line(e)}", file=sys.stderr, flush=True)
+        code = 2
+    finally:
+        shutdown(d, code)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
