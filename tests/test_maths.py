@@ -104,6 +104,7 @@ def test_solve_equation_forms():
     env["R3"] = SetEquation("R1 = R2", env)
     assert env["R3"] == "2p/5 = p/4 + 150"
     assert SolveEquation("R3", env) == "1000"
+    assert SolveEquation("x^5 - x + 1 = 0") == "-1.167304"                  # no radicals: a numeric root
     with pytest.raises(ToolError, match="cannot determine"):
         SolveEquation("x + y = 10")
     with pytest.raises(ToolError, match="no real solution"):
@@ -146,6 +147,7 @@ def test_inequality_count_define_code():
     ("2 3", "unexpected"),
     ("x = 3", "equation"),
     ("R7 * 2", "undefined variable R7"),
+    ("system(1)", "unknown function 'system'"),
 ])
 def test_bad_formulas_fail_fast_with_one_line(bad, message):
     t = time.perf_counter()
@@ -164,6 +166,13 @@ def test_symbolic_application_is_size_checked():
     assert time.perf_counter() - t < 1.0
     with pytest.raises(ToolError, match="unknown"):
         Calculator("R1(1, 2)", env)
+
+
+def test_slow_algebra_is_cut_off():
+    t = time.perf_counter()
+    with pytest.raises(ToolError, match="timed out"):
+        SolveEquation("x^32 + x^31 + 7x^5 + 3 = 0")          # sympy would grind on for minutes
+    assert time.perf_counter() - t < expr.TIME_LIMIT_S + 1.0
 
 
 def test_time_limit_interrupts_slow_work():

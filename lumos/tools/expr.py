@@ -177,7 +177,7 @@ FUNCTIONS = {
     "ceil": (1, 1, sp.ceiling), "ceiling": (1, 1, sp.ceiling), "gcd": (2, None, _gcd), "lcm": (2, None, _lcm),
     "factorial": (1, 1, _factorial), "comb": (2, 2, _comb), "choose": (2, 2, _comb), "binomial": (2, 2, _comb),
     "log": (1, 2, _log), "ln": (1, 1, sp.log), "exp": (1, 1, sp.exp), "sum": (1, None, lambda *a: sp.Add(*a)),
-    "mod": (2, 2, sp.Mod),
+    "mod": (2, 2, sp.Mod), "sin": (1, 1, sp.sin), "cos": (1, 1, sp.cos), "tan": (1, 1, sp.tan),
 }
 
 
@@ -365,6 +365,8 @@ class _Parser:
                 return sp.true if low == "true" else sp.false
             if low in _RESERVED:
                 raise ToolError(f"unexpected {t!r}")
+            if len(t) > 1 and self.peek() == ("op", "("):
+                raise ToolError(f"unknown function {t!r} (known: {', '.join(FUNCTIONS)})")
             if len(t) <= 3 and t.isalpha() and len(t) > 1:      # xy -> x*y (the paper's notation)
                 return sp.Mul(*[sp.Symbol(c) for c in t])
             return sp.Symbol(t)

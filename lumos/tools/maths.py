@@ -142,7 +142,8 @@ def SolveEquation(args, env=None):
         raise ToolError("the equation has no unknown and does not hold")
     if len(every) > MAX_UNKNOWNS or len(eqs) > MAX_EQUATIONS:
         raise ToolError(f"too many unknowns/equations (limits {MAX_UNKNOWNS}/{MAX_EQUATIONS})")
-    sols = sp.solve(eqs, every, dict=True)
+    # (one equation goes in bare: given a list, sympy drops CRootOf roots such as those of x^5 - x + 1)
+    sols = sp.solve(eqs[0] if len(eqs) == 1 else eqs, every, dict=True)
     names = ", ".join(u.name for u in unknowns)
     if not sols:
         raise ToolError(f"no solution for {names}")
