@@ -11,8 +11,10 @@ The paper's annotation form ``Action 1-1: R1 = Calculator(2 - 0.5) = 1.5`` is ac
 is dropped and the trailing ``= 1.5`` kept as ``Action.stated``. The text is model output, so every
 failure becomes a recorded one-line error: ``Executor.run`` never raises.
 """
+import os
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from lumos.tools import ToolError, Value
 from lumos.tools.maths import MATHS_TOOLS
@@ -216,9 +218,13 @@ def qa_executor(answer_fn, knowledge=None, top_k: int = 3) -> Executor:
     """KnowledgeQuery, ParagraphRetrieve, QA, Calculator, Code (the complex-QA action list).
 
     answer_fn(question: str, paragraphs: list[str]) -> str answers QA actions (the agent wires a model);
-    knowledge: a lumos.tools.qa.KnowledgeQuery (HTTP Wikipedia or a local corpus); default: Wikipedia.
+    knowledge: a lumos.tools.qa.KnowledgeQuery (HTTP Wikipedia or a local corpus); default: Wikipedia
+    with its cache in $LUMOS_CACHE/wikipedia (default ~/.cache/lumos/wikipedia).
     """
     from lumos.tools.qa import QA, KnowledgeQuery, ParagraphRetrieve
-    return Executor({"KnowledgeQuery": knowledge if knowledge is not None else KnowledgeQuery(),
+    if knowledge is None:   # Wikipedia, cached on disk so that a rerun sends no request
+        cache = Path(os.environ.get("LUMOS_CACHE", Path.home() / ".cache" / "lumos")) / "wikipedia"
+        knowledge = KnowledgeQuery(cache_dir=cache)
+    return Executor({"KnowledgeQuery": knowledge,
                      "ParagraphRetrieve": ParagraphRetrieve(top_k=top_k), "QA": QA(answer_fn),
                      "Calculator": MATHS_TOOLS["Calculator"], "Code": MATHS_TOOLS["Code"]})
