@@ -87,6 +87,7 @@ def test_results_stay_exact_through_the_environment():
     ("comb(5, 2)", "10"), ("xy / x", "y"), ("(x + y) + 2*(-2y)", "x - 3y"), ("2p/5 + 3p/5", "p"),
     ("4 == 4.0", "True"), ("1 < 2 and 3 > 4", "False"), ("not 1 > 2", "True"), ("10 − 4", "6"),
     ("1,234 * 2", "2468"), ("7 * 5 %", "0.35"),
+    (r"\dfrac{\frac{1}{2}}{3} \cdot 6", "1"), (r"\sqrt{16} + 2^{10}", "1028"), (r"\left(2 \times 3\right) \div 4", "1.5"),
 ])
 def test_grammar(formula, value):
     assert Calculator(formula) == value

@@ -16,7 +16,8 @@ Only numbers, variables, earlier results ``R_j``, a whitelist of functions and t
 Written-maths conveniences: ``$`` and units of currency are dropped, ``1,000`` is a thousands
 separator, ``x``/``×``/``·`` between numbers and ``of`` mean times, ``÷`` is divide, ``%`` is percent
 when no operand follows it (``40% * p``, ``15 / 25%``) and modulo otherwise (``141 % 3``),
-``2p/5`` and ``3(4+1)`` are implicit products, and ``xy`` (2-3 unknown letters) is ``x*y``.
+``2p/5`` and ``3(4+1)`` are implicit products, ``xy`` (2-3 unknown letters) is ``x*y``, and the
+LaTeX of MATH-style annotations (``\\frac{1}{2}``, ``\\sqrt{2}``, ``\\cdot``) is rewritten first.
 ``Rk(a, b)`` applies the symbolic result ``Rk`` to values: its unknowns, sorted by name, take
 ``a, b`` (the paper's ``Calculator(R4(R5, R6))``).
 
@@ -59,11 +60,46 @@ _RESERVED = {"and", "or", "not", "if", "then", "else"}
 _CMP = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "==": sp.Eq, "!=": sp.Ne}
 
 
+_LATEX = [(r"\\left|\\right|\\!|\\,", ""), (r"\\cdot|\\times", "*"), (r"\\div", "/"), (r"\\pi", "pi"),
+          (r"\\%", "%"), (r"\\sqrt", "sqrt")]
+_FRAC = re.compile(r"\\[dt]?frac\s*\{")
+
+
+def _brace_group(text: str, i: int) -> int:
+    """Index just past the '}' closing the '{' at text[i] (or -1)."""
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return j + 1
+    return -1
+
+
+def delatex(text: str) -> str:
+    """The bits of LaTeX that MATH-style annotations use: \\frac{a}{b} -> ((a)/(b)), \\sqrt{a}, \\cdot..."""
+    if "\\" not in text:
+        return text
+    for _ in range(100):             # \frac groups, innermost last; bounded like everything else
+        m = _FRAC.search(text)
+        if m is None:
+            break
+        a_end = _brace_group(text, m.end() - 1)
+        if a_end < 0 or a_end >= len(text) or text[a_end] != "{":
+            raise ToolError("malformed \\frac")
+        b_end = _brace_group(text, a_end)
+        if b_end < 0:
+            raise ToolError("malformed \\frac")
+        text = f"{text[:m.start()]}(({text[m.end():a_end - 1]})/({text[a_end + 1:b_end - 1]})){text[b_end:]}"
+    for pattern, repl in _LATEX:
+        text = re.sub(pattern, repl, text)
+    return text.replace("{", "(").replace("}", ")")
+
+
 def tokenize(text: str) -> list[tuple[str, str]]:
     """Text -> [(kind, text)] with kind in num/ref/name/op; raises ToolError on anything else."""
     if len(text) > MAX_ARG_CHARS:
         raise ToolError(f"argument too long ({len(text)} characters, limit {MAX_ARG_CHARS})")
-    text = text.translate(_NORMALISE)
+    text = delatex(text).translate(_NORMALISE)
     toks, pos = [], 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
