@@ -35,12 +35,12 @@ from fractions import Fraction
 
 import sympy as sp
 
-from lumos.tools import ToolError, Value
+from lumos.tools import ToolError
+from lumos.tools.printing import MAX_DIGITS, as_value, format_value  # noqa: F401  (re-exported for the tools)
 
 MAX_ARG_CHARS = 10_000     # a grounding argument longer than this is not a formula
 MAX_TOKENS = 2_000
 MAX_DEPTH = 60             # nested brackets / signs
-MAX_DIGITS = 3_000         # largest exact rational result (numerator or denominator)
 MAX_BITS = int(MAX_DIGITS * 3.33)
 MAX_SYMBOLIC_EXP = 32      # x^32 at most: keeps expand() and solve() quick
 MAX_FACTORIAL = 1_000      # 1000! has 2568 digits
@@ -442,59 +442,6 @@ def parse(text: str, env=None) -> sp.Basic:
         raise ToolError("formula nested too deeply") from None
     except (TypeError, ValueError, ZeroDivisionError, AttributeError) as err:   # sympy refusing a type mix
         raise ToolError(f"cannot compute: {str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# printing: 18, 2.5, 0.333333, 2p/5, n^2 - 4n + 4
-
-def _fmt_rational(p: int, q: int) -> str:
-    sign, p = ("-" if p < 0 else ""), abs(p)
-    if q == 1:
-        return sign + str(p)
-    rest, k2, k5 = q, 0, 0
-    while rest % 2 == 0:
-        rest, k2 = rest // 2, k2 + 1
-    while rest % 5 == 0:
-        rest, k5 = rest // 5, k5 + 1
-    k = max(k2, k5)
-    if rest == 1 and k <= 12:              # terminating decimal: print it exactly
-        digits = p * 10 ** k // q
-    else:                                   # 1/3 -> 0.333333 (6 decimals, half-up)
-        k, digits = 6, (2 * p * 10 ** 6 + q) // (2 * q)
-        if digits == 0:
-            return sign + f"{p / q:.6g}"
-    s = str(digits).rjust(k + 1, "0")
-    s = (s[:-k] + "." + s[-k:]).rstrip("0").rstrip(".")
-    return "0" if s == "0" else sign + s
-
-
-def format_value(e) -> str:
-    """A sympy result as a person writes it: 18, 2.5, 0.333333, True, 2p/5, n^2 - 4n + 4."""
-    if isinstance(e, sp.logic.boolalg.BooleanAtom):
-        return "True" if e else "False"
-    if e.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-        raise ToolError("division by zero or infinite result")
-    if e.is_number:
-        if e.is_Rational:
-            return _fmt_rational(int(e.p), int(e.q))
-        v = e.evalf(30)
-        if not v.is_real:
-            if abs(sp.im(v)) > 1e-12 * max(1, abs(sp.re(v))):
-                raise ToolError(f"complex result {sp.sstr(e.evalf(6))}")
-            v = sp.re(v)
-        if abs(v) > sp.Integer(10) ** MAX_DIGITS:
-            raise ToolError(f"result too large (over {MAX_DIGITS} digits)")
-        f = Fraction(str(sp.Float(v, 30)))  # exact decimal of the 30-digit float, then rounded
-        return _fmt_rational(f.numerator, f.denominator)
-    if isinstance(e, sp.Expr) and sp.count_ops(e) < 200:
-        e = sp.expand(e)
-    s = sp.sstr(e).replace("**", "^")
-    return re.sub(r"(\d)\*(?=[A-Za-z(])", r"\1", s)      # 2*p/5 -> 2p/5
-
-
-def as_value(e) -> Value:
-    """A sympy result -> Value (display text + the exact object)."""
-    return Value(format_value(e), exact=e)
 
 
 class _Timeout(BaseException):
