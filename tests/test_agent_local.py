@@ -83,7 +83,7 @@ def test_run_agent_local_completes_and_resumes_after_interruption(tiny_ckpt, tmp
         assert r["steps"][0]["module"] == "planner" and r["steps"][0]["prompt"].startswith("<|user|>\nPlease provide")
         assert 0 < r["steps"][0]["n_tokens"] <= 8 and r["question"] and r["gold"]
     summary = json.loads((tmp_path / "run.summary.json").read_text())
-    assert summary["n"] == 5 and summary["metrics"]["correct"] == 0.0 and summary["failures"] == {"no_subgoal": 5}
+    assert summary["n"] == 5 and summary["metrics"]["accuracy"] == 0.0 and summary["failures"] == {"no_subgoal": 5}
     assert summary["tokens_generated"] == sum(r["n_tokens"] for r in rows) > 0
     assert summary["this_session"]["examples"] == 3
 
