@@ -129,3 +129,23 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path):
     with pytest.raises(BackendError, match="is a file"):
         resolve_checkpoint(str(tmp_path / "f.bin"))
     assert resolve_checkpoint(str(tmp_path)) == tmp_path
+
+
+def test_run_agent_over_an_openai_endpoint(tmp_path):
+    import json as _json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    import run_agent
+    with Server() as srv:
+        out = tmp_path / "o.jsonl"
+        assert run_agent.main(["--task", "svamp", "--backend", "openai", "--url", srv.url, "--limit", "3",
+                               "--out", str(out)]) == 0
+        rows = [_json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["id"] for r in sorted(rows, key=lambda r: r["id"])] == [f"svamp-test-{i}" for i in range(3)]
+        for r in rows:  # the canned server plans one subgoal, then "grounds" it with a subgoal: unparsable
+            assert [s["module"] for s in r["steps"]] == ["planner", "grounder"]
+            assert r["failure"] == "unparsable_actions" and r["n_tokens"] == 14
+        prompts_sent = [b["prompt"] for _, b, _ in srv.requests]
+        assert sum(p.startswith("<|user|>\nPlease provide a reasonable") for p in prompts_sent) == 3
+        assert sum(p.startswith("<|user|>\nPlease ground the given subgoal") for p in prompts_sent) == 3
