@@ -157,7 +157,8 @@ def save_checkpoint(out: str, step: int, model, optimizer, sampler: StepSampler,
         shutil.rmtree(tmp)  # debris of an earlier crash
     barrier(d)
     state = _train_state(model, optimizer)
-    state["trainer"] = {"step": step, "sampler": sampler.state_dict(), "rng": torch.get_rng_state()}
+    # Non-tensor leaves are pickled by DCP; the sampler state goes as one JSON string leaf.
+    state["trainer"] = {"step": step, "sampler": json.dumps(sampler.state_dict()), "rng": torch.get_rng_state()}
     dcp.save(state, checkpoint_id=str(tmp))
     barrier(d)
     if d.is_main:
@@ -180,10 +181,10 @@ def load_checkpoint_into(path: Path, model, optimizer=None) -> dict:
         set_model_state_dict(model, state["model"])
         return {}
     state = _train_state(model, optimizer)
-    state["trainer"] = {"step": 0, "sampler": {}, "rng": torch.get_rng_state()}
+    state["trainer"] = {"step": 0, "sampler": "", "rng": torch.get_rng_state()}
     dcp.load(state, checkpoint_id=str(path))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    return state["trainer"]
+    return {**state["trainer"], "sampler": json.loads(state["trainer"]["sampler"])}
 
 
 def export_hf(model, args: ModelArgs, out: str, d: Dist, dtype: str | None) -> None:
