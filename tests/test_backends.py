@@ -109,7 +109,7 @@ def test_gold_backend_iterative_replay():
     assert ground.complete([gp], ids)[0].text == "R2 = Calculator(R1 * 2)"
     p += plan_prompt_append(g2, 2, "18")
     assert plan.complete([p], ids)[0].text == "Yes, I will stop planning."
-    assert plan.complete([p], ["unknown-id"])[0].text == ""
+    assert plan.complete([p], ["unknown-id"])[0].finish_reason == "no_gold"
     with pytest.raises(BackendError, match="by example id"):
         plan.complete([p])
 

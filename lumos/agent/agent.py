@@ -33,7 +33,9 @@ FAILURES = {
     "no_stop": f"Lumos-I did not say 'Yes, I will stop planning.' within {MAX_ROUNDS} planner rounds",
     "no_result": "the planner stopped before any subgoal was executed",
     "prompt_too_long": "the conversation no longer fits the model's context (max_seq_len)",
+    "no_gold": "the gold backend has no annotation for this example (the converter dropped it)",
 }
+_FINISH_FAILURE = {"too_long": "prompt_too_long", "no_gold": "no_gold"}  # backend finish_reason -> failure
 
 
 @dataclass
@@ -119,8 +121,8 @@ class Agent:
         for e, c in zip(eps, outs):
             e.planner_calls += 1
             e.last_plan = c.text.strip()
-            if c.finish_reason == "too_long":
-                e.finish("prompt_too_long")
+            if c.finish_reason in _FINISH_FAILURE:
+                e.finish(_FINISH_FAILURE[c.finish_reason])
                 continue
             if self.formulation == "onetime":
                 e.subgoals = parse_plan_onetime(c.text)
@@ -153,8 +155,8 @@ class Agent:
         outs = self._call(self.grounder, "grounder", eps, [e.ground_prompt for e in eps])
         for e, c in zip(eps, outs):
             e.last_grounding = c.text.strip()
-            if c.finish_reason == "too_long":
-                e.finish("prompt_too_long")
+            if c.finish_reason in _FINISH_FAILURE:
+                e.finish(_FINISH_FAILURE[c.finish_reason])
                 continue
             records = self.executor.run(e.last_grounding, e.env) if e.last_grounding else []
             e.steps[-1]["actions"] = [record_dict(r) for r in records]

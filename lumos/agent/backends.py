@@ -33,7 +33,7 @@ class BackendError(RuntimeError):
 class Completion:
     text: str                  # the new text, without the stop newline
     n_tokens: int = 0          # tokens generated (0 for gold)
-    finish_reason: str = "stop"  # "stop" (newline), "eos", "length" (hit max_new_tokens), "too_long" (prompt fills the context)
+    finish_reason: str = "stop"  # "stop" (newline), "eos", "length" (hit max_new_tokens), "too_long" (prompt fills the context), "no_gold"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class GoldBackend:
     Stateless: the turn being answered is the number of "<|user|>" turns in the prompt. Lumos-I planner:
     turn 1 "Subgoal 1: ...", turn k "No, I will keep planning. Subgoal k: ...", then "Yes, I will stop
     planning."; Lumos-I grounder: the k-th subgoal's actions; Lumos-O: everything joined by "; ".
-    An id without annotation, or a turn past its end, gets empty text (the loop records the failure).
+    An id without annotation gets finish_reason "no_gold"; a turn past the end, empty text.
     """
 
     def __init__(self, rows: dict[str, dict], role: str, formulation: str):
@@ -203,8 +203,8 @@ class GoldBackend:
 
     def _one(self, prompt: str, id_: str) -> Completion:
         row = self.rows.get(id_)
-        if row is None:
-            return Completion("", 0)
+        if row is None:  # the converter could not annotate this example
+            return Completion("", 0, "no_gold")
         subgoals, actions = row["subgoals"], row["actions"]
         if self.formulation == "onetime":
             return Completion(prompts.SUBGOAL_SEP.join(subgoals) if self.role == "planner" else prompts.ACTION_SEP.join(actions))
