@@ -27,33 +27,28 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 (bf16 sums of squares lose digits), scale in the input dtype, as Meta/HF.
-        if x.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        # For fp32 input, .float() and .type_as() return x itself: no copies.
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return x32.type_as(x) * self.weight
 
 
-def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of position * theta^(-2i/D), i < D/2, in fp32: positions (...,) -> (..., D/2) each.
+def rotary_freqs(positions: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
+    """e^(i * position * theta^(-2j/D)), j < D/2, as complex64: positions (...,) -> (..., D/2).
 
-    Computed per call rather than kept as a buffer: `model.to(bfloat16)` would round a buffer to
-    bf16, and this costs a handful of tiny ops per forward."""
+    Computed in fp32 per forward rather than kept as a buffer: `model.to(bfloat16)` would round
+    (or, being complex, mangle) a buffer, and this is a handful of tiny ops per forward."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
     angles = positions.to(torch.float32)[..., None] * inv_freq
-    return torch.cos(angles), torch.sin(angles)
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2i], x[2i+1]) by the angle of their position (Meta's layout;
-    HF's "rotate_half" layout pairs x[i] with x[i + D/2], hence the q/k permutation on loading).
-
-    x (B, T, H, D); cos, sin (T, D/2) or (B, T, D/2). Computed in fp32, returned in x's dtype."""
-    xf = x.float().unflatten(-1, (-1, 2))  # (B, T, H, D/2, 2)
-    x0, x1 = xf[..., 0], xf[..., 1]
-    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # broadcast over heads
-    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
-    return out.flatten(-2).type_as(x)
+def apply_rotary(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2j], x[2j+1]) as complex numbers by their position's angle
+    (Meta's layout; HF's "rotate_half" pairs x[j] with x[j + D/2], hence the q/k permutation when
+    loading HF checkpoints). x (B, T, H, D); freqs_cis (T, D/2) or (B, T, D/2). fp32 inside."""
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, T, H, D/2)
+    return torch.view_as_real(xc * freqs_cis.unsqueeze(-2)).flatten(-2).type_as(x)
 
 
 class Attention(nn.Module):
@@ -66,7 +61,7 @@ class Attention(nn.Module):
         self.wv = nn.Linear(args.dim, self.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(self.n_heads * self.head_dim, args.dim, bias=False)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0, input_pos: int = 0, mask=None):
+    def forward(self, x, freqs_cis, cache: KVCache | None = None, layer: int = 0, input_pos: int = 0, mask=None):
         """x (B, T, dim) -> (B, T, dim). Without a cache: causal attention within x.
         With a cache: keys/values of x are written at slots input_pos..input_pos+T-1 of layer
         `layer`, and queries attend to slots 0..input_pos+T-1 where `mask` (B, 1, T, S) allows."""
@@ -74,7 +69,7 @@ class Attention(nn.Module):
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = apply_rotary(q, freqs_cis), apply_rotary(k, freqs_cis)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
         if cache is None:
             if self.n_rep > 1:  # training path: plain repeat keeps every SDPA backend usable
@@ -88,19 +83,21 @@ class Attention(nn.Module):
 
 
 def _cached_attention(q, k, v, mask, n_rep):
-    """q (B, H, T, D), k/v (B, Hkv, S, D), mask (B, 1, T, S) bool or None -> (B, H, T, D).
-    Grouped-query attention without copying k/v: the n_rep query heads of one kv head are
-    stacked along the query axis, so one batched matmul serves them all."""
+    """q (B, H, T, D), k/v (B, Hkv, S, D), mask (B, 1, T, S) bool or None -> (B, H, T, D)."""
     B, H, T, D = q.shape
-    Hkv, S = k.shape[1], k.shape[2]
-    if n_rep == 1:
+    if n_rep == 1 or T > 1:  # prefill: SDPA's fused CPU/GPU kernels; GQA by repeating k/v once
+        if n_rep > 1:
+            k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    qg = q.reshape(B, Hkv, n_rep * T, D)
-    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * (1.0 / math.sqrt(D))  # (B, Hkv, n_rep*T, S)
+    # One query per row with grouped-query attention: no copy of the cache. The n_rep query heads
+    # sharing a kv head become n_rep rows of one matmul against that head's keys.
+    Hkv, S = k.shape[1], k.shape[2]
+    qg = q.view(B, Hkv, n_rep, D)
+    scores = torch.matmul(qg, k.transpose(-1, -2)).float() * (1.0 / math.sqrt(D))  # (B, Hkv, n_rep, S)
     if mask is not None:
-        scores = scores.view(B, Hkv, n_rep, T, S).masked_fill(~mask.unsqueeze(1), float("-inf")).view(B, Hkv, n_rep * T, S)
+        scores = scores.masked_fill(~mask, float("-inf"))  # mask (B, 1, 1, S) broadcasts
     probs = torch.softmax(scores, dim=-1).type_as(q)
-    return torch.matmul(probs, v).view(B, H, T, D)
+    return torch.matmul(probs, v).view(B, H, 1, D)
 
 
 class FeedForward(nn.Module):
@@ -125,8 +122,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
 
-    def forward(self, x, cos, sin, cache=None, input_pos=0, mask=None):
-        h = x + self.attention(self.attention_norm(x), cos, sin, cache, self.layer_id, input_pos, mask)
+    def forward(self, x, freqs_cis, cache=None, input_pos=0, mask=None):
+        h = x + self.attention(self.attention_norm(x), freqs_cis, cache, self.layer_id, input_pos, mask)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -151,7 +148,7 @@ class Transformer(nn.Module):
         B, T = tokens.shape
         h = self.tok_embeddings(tokens)
         if cache is None:
-            cos, sin = rotary_cos_sin(torch.arange(T, device=tokens.device), self.args.head_dim, self.args.rope_theta)
+            freqs_cis = rotary_freqs(torch.arange(T, device=tokens.device), self.args.head_dim, self.args.rope_theta)
             mask = None
         else:
             slots = torch.arange(input_pos, input_pos + T, device=tokens.device)
@@ -159,10 +156,10 @@ class Transformer(nn.Module):
                 positions = (slots - cache.pad[:, None]).clamp_min(0)  # (B, T)
             else:
                 positions = slots
-            cos, sin = rotary_cos_sin(positions, self.args.head_dim, self.args.rope_theta)
+            freqs_cis = rotary_freqs(positions, self.args.head_dim, self.args.rope_theta)
             mask = cache.mask(input_pos, T)
         for layer in self.layers:
-            h = layer(h, cos, sin, cache, input_pos, mask)
+            h = layer(h, freqs_cis, cache, input_pos, mask)
         if last_only:
             h = h[:, -1:]
         return self.output(self.norm(h)).float()

@@ -1,0 +1,121 @@
+"""Decode speed: our KV-cached greedy decoding vs transformers' generate, same weights, one process.
+
+    python bench/decode.py                      # ~106M-param Llama, fp32 + bf16, batch 1 + 8
+    python bench/decode.py --dtypes fp32 --batches 1 --new-tokens 32
+
+For each (dtype, batch) both decoders generate --new-tokens greedy tokens (EOS ignored) after a
+--prompt-len prompt, alternating ours/HF --repeats times; the best time of each counts, so a
+momentarily busy machine hurts both sides alike. Roofline: a decode step must stream every weight
+matrix once (the embedding table is only gathered, so it is left out), so the ceiling is
+copy bandwidth ÷ weight bytes steps/s; "roofline" = achieved steps/s ÷ that ceiling.
+Copy bandwidth = 2 × bytes ÷ time of a large tensor copy (read + write), best of several.
+"""
+import argparse
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from lumos.model import ModelArgs, Transformer, decode_tokens
+from lumos.model.checkpoint import meta_to_hf_name, permute_meta_to_hf
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def copy_bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
+    """Bytes/s of a big memory-to-memory copy (counting read and write), best of `repeats`."""
+    a = torch.ones(nbytes // 4)
+    b = torch.empty_like(a)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        b.copy_(a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * nbytes / best
+
+
+def hf_twin(model: Transformer) -> LlamaForCausalLM:
+    """An HF LlamaForCausalLM holding exactly our weights (q/k rows permuted to HF's layout)."""
+    args = model.args
+    hf = LlamaForCausalLM(LlamaConfig(**args.to_hf_config("float32")))
+    sd = {}
+    for name, w in model.state_dict().items():
+        heads = {"wq": args.n_heads, "wk": args.kv_heads}.get(name.split(".")[-2])
+        sd[meta_to_hf_name(name)] = permute_meta_to_hf(w, heads) if heads else w
+    hf.load_state_dict(sd, strict=True)
+    return hf.eval()
+
+
+def time_ours(model, prompts, n):
+    t = time.perf_counter()
+    out, _ = decode_tokens(model, prompts, n, eos_id=None)
+    dt = time.perf_counter() - t
+    assert all(len(o) == n for o in out)
+    return dt, out
+
+
+@torch.inference_mode()
+def time_hf(hf, prompts, n):
+    ids = torch.tensor(prompts)  # equal lengths: no padding needed
+    t = time.perf_counter()
+    out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                      do_sample=False, eos_token_id=None, pad_token_id=0)
+    dt = time.perf_counter() - t
+    return dt, out[:, ids.shape[1]:].tolist()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dim", type=int, default=768)
+    p.add_argument("--n-layers", type=int, default=8)
+    p.add_argument("--n-heads", type=int, default=12)
+    p.add_argument("--n-kv-heads", type=int, default=None)
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32, bf16")
+    p.add_argument("--batches", default="1,8", help="comma list of batch sizes")
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    args = ModelArgs(dim=a.dim, n_layers=a.n_layers, n_heads=a.n_heads, n_kv_heads=a.n_kv_heads,
+                     vocab_size=a.vocab_size, max_seq_len=a.prompt_len + a.new_tokens)
+    base = Transformer(args).init_weights(seed=0).eval()
+    n_params = sum(p.numel() for p in base.parameters())
+    n_streamed = n_params - base.tok_embeddings.weight.numel()
+    bw = copy_bandwidth()
+    print(f"model: {n_params / 1e6:.1f}M params ({n_streamed / 1e6:.1f}M streamed per step), "
+          f"dim {args.dim}, {args.n_layers} layers; threads {torch.get_num_threads()}; "
+          f"copy bandwidth {bw / 1e9:.1f} GB/s; prompt {a.prompt_len}, {a.new_tokens} new tokens")
+    g = torch.Generator().manual_seed(1)
+    rows = []
+    for dname in a.dtypes.split(","):
+        ours = Transformer(args).eval()
+        ours.load_state_dict(base.state_dict())
+        ours.to(DTYPES[dname])
+        hf = hf_twin(base).to(DTYPES[dname])
+        for B in (int(b) for b in a.batches.split(",")):
+            prompts = torch.randint(3, args.vocab_size, (B, a.prompt_len), generator=g).tolist()
+            time_ours(ours, prompts, 4), time_hf(hf, prompts, 4)  # warm up both
+            t_ours = t_hf = float("inf")
+            for _ in range(a.repeats):
+                dt, out_ours = time_ours(ours, prompts, a.new_tokens)
+                t_ours = min(t_ours, dt)
+                dt, out_hf = time_hf(hf, prompts, a.new_tokens)
+                t_hf = min(t_hf, dt)
+            same = sum(x == y for x, y in zip(out_ours, out_hf))
+            tps_ours, tps_hf = B * a.new_tokens / t_ours, B * a.new_tokens / t_hf
+            roof = lambda tps: n_streamed * DTYPES[dname].itemsize * (tps / B) / bw
+            rows.append((dname, B, tps_ours, tps_hf, tps_ours / tps_hf, roof(tps_ours), roof(tps_hf), f"{same}/{B}"))
+            print(f"  {dname} batch {B}: ours {tps_ours:.1f} tok/s, HF {tps_hf:.1f} tok/s", flush=True)
+    print("\n| dtype | batch | ours tok/s | HF tok/s | ours/HF | ours roofline | HF roofline | same tokens |")
+    print("|---|---|---|---|---|---|---|---|")
+    for d, B, to, th, r, ro, rh, same in rows:
+        print(f"| {d} | {B} | {to:.1f} | {th:.1f} | {r:.2f}x | {ro:.0%} | {rh:.0%} | {same} |")
+
+
+if __name__ == "__main__":
+    main()
