@@ -20,6 +20,8 @@ Rules (each tested in tests/test_gsm8k_convert.py):
   solution chains its own results, and the two are numerically identical, so replay is unaffected).
 - a mark without an operator (`<<6=6>>`) is not a calculation and gives no action; a mark whose
   expression repeats an earlier action exactly gives no new action either.
+- a subgoal must not state its own value (unless the question or an earlier result holds that
+  number): such examples are dropped rather than teach the planner to guess results.
 - operands are normalised as in the paper ('.5' -> '0.5', '144.00' -> '144'), operators spaced.
 - the example is dropped, with a reason, when: there is no mark; a mark is not plain arithmetic; a
   mark does not evaluate to its written value (rounding to the written decimals is allowed); or the
@@ -72,11 +74,11 @@ def split_solution(answer_field: str) -> tuple[list[str], str]:
 # "40-16 = <<24=24>>24" of a mark that only restates its value. Numbers may carry $ and commas;
 # 'x' is a times sign only between numbers. Anything with letters (algebra, units) is left alone.
 _NUM = r"\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
-_OP = r"\s*(?:[-+*/×]|x(?=\s*[\d$(.]))\s*"
-_UNIT = r"(?:\s?[a-z]{2,})?%?"            # '46*7kg', '480 zombies / 2', '2/10 x 100%'
-_TERM = rf"\(*\s*{_NUM}{_UNIT}\s*\)*"
-_VISIBLE = rf"(?<![\w.*/+\-×)=])({_TERM}(?:{_OP}{_TERM})+)\s*=\s*"
-VISIBLE_EQ = re.compile(_VISIBLE + r"\$?(\d[\d,]*(?:\.\d+)?)(?![\d,]*\.?\d|\s*[-+*/×(]|\s*<<)")
+_OP = r"\s*(?:[-+*/×−]|x(?=\s*[\d$(.]))\s*"
+_UNIT = r"(?:\s?[a-z]{2,}\b){0,2}(?:/[a-z]{2,}\b)?%?"   # '46*7kg', '480 zombies / 2', '$5400/week', '100%'
+_TERM = rf"(?>\(*\s*{_NUM}{_UNIT}\s*\)*)"      # atomic: no backtracking into a term
+_VISIBLE = rf"(?<![\w.*/+\-×−)=])({_TERM}(?:{_OP}{_TERM})+)\s*=\s*"
+VISIBLE_EQ = re.compile(_VISIBLE + r"\$?(\d[\d,]*(?:\.\d+)?)(?![\d,]*\.?\d|\s*[-+*/×−(]|\s*<<)")
 VISIBLE_BARE_MARK = re.compile(_VISIBLE + r"\$?<<\s*(" + _NUM + r")\s*=\s*(" + _NUM + r")\s*>>")
 
 
@@ -84,7 +86,8 @@ def _visible_to_expr(text: str, percent: str = "/100") -> str | None:
     """'$2,000 x 3' -> '2000*3' when it is plain balanced arithmetic, else None.
 
     `percent` replaces '%': '/100' (20% of it) or '' (the x 100% of a percentage answer)."""
-    e = re.sub(r"(?<=[\d\s)])x(?=\s*[\d$(.])", "*", text).replace("×", "*").replace("$", "").replace(",", "")
+    e = re.sub(r"(?<=[\d\s)])x(?=\s*[\d$(.])", "*", text).replace("×", "*").replace("−", "-")
+    e = re.sub(r"/[a-z]{2,}", "", e.replace("$", "").replace(",", ""))
     e = re.sub(r"\s?[a-z]{2,}", "", e).replace("%", percent)
     e = re.sub(r"(\d)\s*\(", r"\1*(", e)     # implicit product '2(180+30)'
     while e.count("(") > e.count(")") and e.lstrip().startswith("("):
@@ -164,6 +167,35 @@ def render(toks: list[str]) -> str:
     return "".join(out).replace("( ", "(").replace(" )", ")")
 
 
+def name_results(toks: list[str], env: dict[str, Fraction], written: dict[str, Fraction],
+                 question_numbers: set[Fraction]) -> list[str]:
+    """Write operands that are earlier results as R_j; every other number normalised.
+
+    A value equal to earlier results R_a < R_b is written as the latest, R_b. When the same value
+    occurs several times in one calculation (e.g. '2 x $2' with R4 = 2 and a 2 in the question),
+    the distinct results that hold it are given out from the right, latest first, and once they
+    are used up the remaining occurrences stay literal if the question has that number (the
+    question's 2 meals), else reuse the latest result ('R1 * R1' for a square of a result).
+    """
+    out = list(toks)
+    used: dict[Fraction, list[str]] = {}
+    for i in reversed(range(len(toks))):
+        if not NUMBER.fullmatch(toks[i]):
+            continue
+        v = parse_number(toks[i])
+        holders = [r for r in reversed(list(env)) if env[r] == v or written[r] == v]
+        taken = used.setdefault(v, [])
+        free = [r for r in holders if r not in taken]
+        if free:
+            out[i] = free[0]
+            taken.append(free[0])
+        elif holders and v not in question_numbers:
+            out[i] = holders[0]
+        else:
+            out[i] = normalise_number(toks[i])
+    return out
+
+
 def convert(question: str, answer_field: str) -> Annotation:
     """One GSM8K row -> Annotation, or raise Unconvertible(reason)."""
     sentences, final_text = split_solution(answer_field)
@@ -175,6 +207,7 @@ def convert(question: str, answer_field: str) -> Annotation:
         raise Unconvertible("no <<>> marks")      # checked on the raw solution: see the tests
 
     ann = Annotation(question=question, answer=final_text.replace(",", ""))
+    question_numbers = {parse_number(n) for n in NUMBER.findall(question) if n.strip(",.")}
     env: dict[str, Fraction] = {}          # R_k -> exact value
     written: dict[str, Fraction] = {}      # R_k -> value as the solution wrote it
     seen_exprs: set[str] = set()
@@ -200,16 +233,7 @@ def convert(question: str, answer_field: str) -> Annotation:
                 raise Unconvertible("mark value wrong", f"{expr} = {value_text}, but it is {format_number(exact)}")
             if not any(t in "+-*/" or t == "**" for t in toks[1:]):
                 continue                               # '<<6=6>>': a restated number, not a calculation
-            # write operands that are earlier results as R_j (latest result with that value wins)
-            out = []
-            for t in toks:
-                if NUMBER.fullmatch(t):
-                    v = parse_number(t)
-                    name = next((r for r in reversed(list(env)) if env[r] == v or written[r] == v), None)
-                    out.append(name or normalise_number(t))
-                else:
-                    out.append(t)
-            formula = render(out)
+            formula = render(name_results(toks, env, written, question_numbers))
             if formula in seen_exprs:
                 continue                               # the same calculation restated: no new action
             seen_exprs.add(formula)
@@ -224,7 +248,13 @@ def convert(question: str, answer_field: str) -> Annotation:
         if acts:
             ann.actions.append(acts)
             ann.results.append(format_number(last_value))
-            ann.subgoals.append(f"Subgoal {len(ann.subgoals) + 1}: " + subgoal_text(sent, question))
+            # the planner has seen the question's numbers and earlier results, but not this value
+            known = question_numbers | {env[f"R{j}"] for j in range(1, k + 1 - len(acts))}
+            hide = [] if last_value in known else [format_number(last_value)]
+            text = subgoal_text(sent, question, hide)
+            if text is None:
+                raise Unconvertible("subgoal text gives the value away", sent)
+            ann.subgoals.append(f"Subgoal {len(ann.subgoals) + 1}: {text}")
     if not ann.actions:
         raise Unconvertible("no calculation marks")
     last = env[f"R{k}"]
