@@ -13,13 +13,14 @@ import argparse
 import os
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from lumos.model.config import PRESETS
 
 ROOT = Path(__file__).resolve().parent
 TASKS = ("maths", "complex_qa", "web_agent", "unified")
+ARCH_FLAGS = ("dim", "n_layers", "n_heads", "n_kv_heads")  # --preset overrides, ModelArgs field names
 
 
 def default_data(task: str, module: str, formulation: str) -> Path:
@@ -38,6 +39,10 @@ def parse_args(argv=None):
                                   "data/annotations/lumos_{task}_{plan|ground}_{formulation}.jsonl")
     g.add_argument("--init", help="HF or Meta Llama-2 checkpoint directory to fine-tune (its tokenizer.model is used)")
     g.add_argument("--preset", choices=sorted(PRESETS), help="train this architecture from scratch instead of --init")
+    g.add_argument("--dim", type=int, help="with --preset: override its model width")
+    g.add_argument("--n-layers", type=int, help="with --preset: override its number of transformer blocks")
+    g.add_argument("--n-heads", type=int, help="with --preset: override its attention heads")
+    g.add_argument("--n-kv-heads", type=int, help="with --preset: override its key/value heads (grouped-query attention)")
     g.add_argument("--tokenizer", help="SentencePiece .model for --preset (default: train one on the data)")
     g.add_argument("--vocab-size", type=int, default=4096, help="size of the tokenizer trained on the data (default 4096)")
     g.add_argument("--out", required=True, help="run directory (log, checkpoints, exported model)")
@@ -71,6 +76,8 @@ def parse_args(argv=None):
         p.error("give --module {planning,grounding} (or --data PATH)")
     if (args.init is None) == (args.preset is None):
         p.error("give exactly one of --init CHECKPOINT_DIR (fine-tune) or --preset NAME (from scratch)")
+    if args.init and any(getattr(args, k) for k in ARCH_FLAGS):
+        p.error("--dim/--n-layers/--n-heads/--n-kv-heads go with --preset; --init keeps the checkpoint's architecture")
     if args.init and args.tokenizer:
         p.error("--tokenizer goes with --preset; --init uses the checkpoint's own tokenizer.model")
     if args.init and not Path(args.init).is_dir():
@@ -147,6 +154,8 @@ def main(argv=None):
                 barrier(d)
             from lumos.model.tokenizer import Tokenizer
             margs = ModelArgs.preset(a.preset)
+            overrides = {k: getattr(a, k) for k in ARCH_FLAGS if getattr(a, k)}
+            margs = replace(margs, **overrides)  # re-runs ModelArgs' checks (dim % n_heads, ...)
             margs.vocab_size = Tokenizer(tokenizer).n_words
             margs.max_seq_len = max(margs.max_seq_len, a.max_seq_len)
             model_args = asdict(margs)
