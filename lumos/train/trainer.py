@@ -64,7 +64,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     dtype: str | None = None          # parameter dtype for compute: float32 (CPU default) | bfloat16 (CUDA default)
     device: str | None = None
-    export_dtype: str | None = None   # dtype of the exported weights (default: the training dtype)
+    export_dtype: str | None = None   # dtype of the exported weights (default: the compute dtype)
     progress: bool = True
 
 
@@ -313,7 +313,7 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
         bar.close()
     if start < total_steps:
         save_checkpoint(cfg.out, total_steps, model, optimizer, sampler, d)
-    export_hf(model, args, cfg.out, d, cfg.export_dtype)
+    export_hf(model, args, cfg.out, d, cfg.export_dtype or str(dtype).removeprefix("torch."))
     if d.is_main:
         log.close()
         plot_loss(out)
