@@ -106,8 +106,9 @@ def test_replay_cli_groups_failures(tmp_path, capsys):
     rows.append({"id": "gsm8k-train-1", "answer": "5", "actions": ["R1 = Calculator(2 + 2)"], "results": ["4"]})
     rows.append({"id": "gsm8k-train-2", "answer": "5", "actions": ["R1 = Calculator(R7 + 2)"], "results": ["5"]})
     rows.append({"id": "gsm8k-train-3", "answer": "5", "actions": ["R1 = Calculator(R9 + 2)"], "results": ["5"]})
+    rows[0]["question"] = "Peter\u2028buys soda\x85"     # raw line-separator characters inside a row
     path = tmp_path / "gold.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert replay.main([str(path), "--failures", str(tmp_path / "fail.jsonl")]) == 0
     out = capsys.readouterr().out
     assert "6/9 rows reproduce the gold answer (66.67%)" in out

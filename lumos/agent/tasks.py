@@ -60,7 +60,7 @@ def load_task(name: str, limit: int | None = None, data_dir: Path | str = DATA_D
     task = TASKS[name]
     path = Path(data_dir) / task.path
     if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     else:
         rows = json.loads(path.read_text(encoding="utf-8"))
     out = []

@@ -169,7 +169,7 @@ class KnowledgeQuery:
             raise ValueError(f"corpus directory not found: {root}")
         docs = [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(root.glob("*.txt"))]
         for p in sorted(root.glob("*.jsonl")):
-            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            for n, line in enumerate(p.read_text(encoding="utf-8").split("\n"), 1):
                 if line.strip():
                     row = json.loads(line)
                     if "title" not in row or "text" not in row:
