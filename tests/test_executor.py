@@ -4,7 +4,6 @@ import time
 import pytest
 
 from lumos.agent.executor import Executor, last_result, maths_executor, parse_actions, qa_executor, split_actions
-from lumos.tools import ToolError
 from lumos.tools.qa import KnowledgeQuery
 
 
