@@ -7,6 +7,7 @@ Only numbers, R_k names bound in `env`, + - * / ** and parentheses are allowed; 
 import ast
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 MAX_EXPONENT = 64          # a GSM8K power is small; anything larger is refused, not computed
 MAX_LEN = 500
@@ -56,6 +57,7 @@ def _eval(node, env):
     raise ArithError(f"unsupported syntax: {ast.dump(node)[:60]}")
 
 
+@lru_cache(maxsize=65536)
 def parse_number(text: str) -> Fraction:
     """'1,000' / '.5' / '144.00' / '-3' -> exact Fraction."""
     t = text.replace(",", "").strip()
@@ -64,6 +66,7 @@ def parse_number(text: str) -> Fraction:
     return Fraction(t)
 
 
+@lru_cache(maxsize=65536)
 def format_number(x: Fraction, places: int = 6) -> str:
     """How the executor prints a value: 24 (never 24.0), 2.5, 0.125; a repeating decimal is
     rounded to `places` decimals with trailing zeros removed (10/3 -> 3.333333)."""

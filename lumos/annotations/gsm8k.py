@@ -30,6 +30,7 @@ Rules (each tested in tests/test_gsm8k_convert.py):
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 from lumos.annotations.arith import ArithError, evaluate, format_number, parse_number
 from lumos.annotations.subgoal_text import subgoal_text
@@ -149,6 +150,7 @@ def tokenize(expr: str) -> list[str]:
     return toks
 
 
+@lru_cache(maxsize=65536)
 def normalise_number(tok: str) -> str:
     """'.5' -> '0.5', '144.00' -> '144', '05' -> '5', '2.50' -> '2.5'."""
     return format_number(parse_number(tok))
@@ -176,6 +178,7 @@ def name_results(toks: list[str], env: dict[str, Fraction], written: dict[str, F
     the distinct results that hold it are given out from the right, latest first, and once they
     are used up the remaining occurrences stay literal if the question has that number (the
     question's 2 meals), else reuse the latest result ('R1 * R1' for a square of a result).
+    The denominator of a unit fraction '1/4' always stays a number: it is 'a quarter', not 1 / R_j.
     """
     out = list(toks)
     used: dict[Fraction, list[str]] = {}
@@ -183,6 +186,9 @@ def name_results(toks: list[str], env: dict[str, Fraction], written: dict[str, F
         if not NUMBER.fullmatch(toks[i]):
             continue
         v = parse_number(toks[i])
+        if i >= 2 and toks[i - 1] == "/" and toks[i - 2] == "1" and (i < 3 or toks[i - 3] != "/"):
+            out[i] = normalise_number(toks[i])                # '1/4' is a fraction, not 1 / R_j
+            continue
         holders = [r for r in reversed(list(env)) if env[r] == v or written[r] == v]
         taken = used.setdefault(v, [])
         free = [r for r in holders if r not in taken]

@@ -22,13 +22,41 @@ import re
 
 MARK = re.compile(r"<<([^<>]*)>>")
 # the written-out arithmetic just before a mark: numbers, operators, $, %, '=', 'x', units between numbers
-_MATH_TAIL = re.compile(r"(?:[\s$€£\d.,()+\-*/×%=:–]|\bx\b|(?<=\d)\s?[a-zA-Z]+(?=\s*[-+*/×x)=–]))*$")
+_MATH_TOKEN = re.compile(r"^[$€£\d.,()+\-*/×%=:–−]+$|^(?:x|times|plus|minus|equals|over)$")
+_UNIT_WORD = re.compile(r"^[a-z][a-z'’/-]*[a-z]$|^[a-z]$")
+_NOT_UNIT = set("so that is are was were the and then which he she it they we you his her its their this "
+                "these those to for from with by at on in of if when since because as or but than".split())
+
+
+def _strip_math_tail(pre: str) -> str:
+    """Cut the written-out arithmetic before a mark: 'Tammy picks 10 trees x 12 oranges/tree per day = '
+    -> 'Tammy picks'. From the end, numbers, operators and unit words are taken; the cut is at the
+    leftmost number of that run, so words before the first number stay."""
+    toks = list(re.finditer(r"\S+", pre))
+    cut, units, right = None, 0, "op"                    # right: kind of the token to the right
+    for m in reversed(toks):
+        t = m.group(0)
+        if re.search(r"\d", t) and _MATH_TOKEN.match(t.replace("$", "").replace(",", "") or "0") or \
+                re.fullmatch(r"[$\d.,()+\-*/×%]*\d[.,)%]*[a-z]*(?:/[a-z]+)?", t):
+            cut, units, right = m.start(), 0, "num"      # a number, maybe with $ % or a glued unit: 46*7kg
+        elif _MATH_TOKEN.match(t):
+            if units:
+                break                                    # a unit word must follow a number
+            right = "op"
+        elif _UNIT_WORD.match(t) and t not in _NOT_UNIT and units < 3 and right != "num":
+            units, right = units + 1, "unit"             # '12 oranges/tree per day =': between number and '='
+        else:
+            break
+    return pre[:cut] if cut is not None else re.sub(r"[\s=:]+$", "", pre)
 _VALUE_HEAD = re.compile(r"^\s*\$?\s*-?[\d,]*\.?\d+")
 _DISCOURSE = re.compile(r"^(?:(?:so|thus|hence|therefore|then|now|finally|next|first|second|third|lastly|"
                         r"(?:this|that|which) means(?: that)?|this is|and|but|also|overall|in all|all in all|"
                         r"altogether|combined|in total|in the end|in conclusion)\b[,:]?\s*)+", re.I)
-_MID_SPLIT = re.compile(r"(?:,\s*(?:so|then|thus|therefore|hence|which means|meaning|and so)\b|\s(?:so|then|"
-                        r"thus|therefore|which means|that means|this means)\s(?=\w))\s*", re.I)
+_MID_SPLIT = re.compile(r"(?:,?\s*(?:and )?(?:so|then|thus|therefore|hence|which means|meaning|and so)\b,?|\s(?:so|"
+                        r"then|thus|therefore|which means|that means|this means)\s(?=\w))\s*", re.I)
+_VERB_ONLY = re.compile(r"^(?:is|are|was|were|will be|would be|has|have|had|will have|costs?|weighs?|gets?|"
+                        r"makes?|needs?|earns?)$", re.I)
+_SUBJECT = re.compile(r"^(.+?)\s+(?:was|is|were|are|has|had|will|would|can|could|did|does|do|got|gets)\b", re.I)
 _CONDITION = re.compile(r"^(if|when|since|because|as|after|before|given|with|without|once|while|for|in|on|at|"
                         r"from|of|during|to|by|working|adding|subtracting|combining|including|using)\b", re.I)
 _REASON = re.compile(r"\s(?:because|since|as)\s+[^<]*$")
@@ -48,13 +76,16 @@ _QUANTITY = re.compile(r"\b(number|total|amount|cost|price|sum|difference|averag
                        r"fee|score|height|width|age|capacity|combined|remainder|discount|savings|change)\b", re.I)
 _STOP = set("in on at for from to per each every with by after before since than that which who "
             "when if because as and or but so while during into onto of left remaining altogether "
-            "total overall now today yesterday tomorrow all together combined".split()) | {"the", "a"}
+            "total overall now today yesterday tomorrow all together combined old".split()) | {"the", "a"}
 _ADJ = {"more", "fewer", "less", "additional", "extra", "new", "total", "other", "remaining", "full", "whole",
         "square", "cubic", "empty", "free", "red", "blue", "green", "white", "black", "small", "large", "big"}
 _LOWER_FIRST = set("the a an he she it they we you his her its their our my there this that these those each "
                    "every all one both some half twice she's he's it's there's two three four five six seven eight nine ten "
                    "eleven twelve twenty if when since after before with for in on at".split())
 _MONEY = {"dollars", "dollar", "bucks"}
+_LINKING_ADVERBS = {"similarly", "likewise", "additionally", "consequently", "accordingly", "finally", "lastly",
+                    "firstly", "secondly", "thirdly", "subsequently", "eventually", "ultimately", "basically",
+                    "essentially", "obviously", "clearly", "overall"}
 
 
 def _clean(s: str) -> str:
@@ -70,7 +101,7 @@ def _lower_first(s: str) -> str:
 
 def _clause(pre: str) -> tuple[str, str]:
     """Text before the arithmetic -> (clause, condition moved to the end)."""
-    pre = _MATH_TAIL.sub("", pre)
+    pre = _strip_math_tail(pre)
     pre = re.sub(r"[\$€£]\s*$", "", pre).strip()
     parts = _MID_SPLIT.split(pre)
     cond = ""
@@ -78,8 +109,17 @@ def _clause(pre: str) -> tuple[str, str]:
         head, pre = " ".join(parts[:-1]), parts[-1]
         if _CONDITION.match(head.strip()) and len(head.split()) <= 14:
             cond = head
+        subject = _SUBJECT.match(head.strip())
+        if _VERB_ONLY.match(pre.strip()) and subject and len(subject.group(1).split()) <= 6:
+            pre = subject.group(1) + " " + pre.strip()     # 'Their 2nd child was born ..., and therefore is'
+            cond = ""
     pre = _DISCOURSE.sub("", pre.strip())
-    pre = re.sub(r",?\s*(?:that is|which is|that's|that’s|or)$", "", pre)
+    pre = re.sub(r",?\s+(?:that is|which is|that's|that’s|or)$", "", pre)
+    adv = re.match(r"^(\w+ly|now|today|yesterday|tomorrow|later|afterwards|overall),\s+(.+)$", pre, re.I)
+    if adv:                                   # 'Currently, the machine is cutting' -> '... currently'
+        pre = adv.group(2)
+        if adv.group(1).lower() not in _LINKING_ADVERBS:
+            cond = cond or adv.group(1).lower()
     m = re.match(r"^([^,]{3,}),\s+(.+)$", pre)
     if m and _CONDITION.match(m.group(1)) and not re.search(r"\d\s*$", m.group(1)):
         cond2, pre = m.group(1), _DISCOURSE.sub("", m.group(2))
@@ -130,6 +170,23 @@ def _numbers(text: str) -> list[float]:
     return [float(n.replace(",", "")) for n in re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?|(?<![\w.])\.\d+", text)]
 
 
+# 'First find the total number of sheep by dividing ...: 81 / .9 = <<..>>90' -> the solution already says what
+_INSTRUCTION = re.compile(r"(?:^(?:(?:first|then|next|now|finally|so|lastly|second|third),?\s+)*"
+                          r"(?:(?:we|you)\s+(?:can|need to|have to|must|will|should)\s+|let's\s+|let us\s+)?|"
+                          r"\bto\s+)(?:find|figure out|calculate|compute|determine|work out)\s+(?:out\s+)?([A-Za-z].+)$", re.I)
+
+
+def _instruction(pre: str) -> str | None:
+    """'... to find the total time spent on updates: 5 * 9 = ' -> 'the total time spent on updates'."""
+    m = _INSTRUCTION.search(_strip_math_tail(pre).strip())
+    if not m:
+        return None
+    what = re.split(r"\s+by\s+(?:\w+ing|multiplying|dividing|adding|subtracting)\b|:|,\s+(?:we|you|which|so|"
+                    r"multiply|divide|add|subtract|then|and)\b|\s+(?:using|so|and then)\s", m.group(1))[0]
+    what = _clean(re.sub(r"\s+(?:to be|by|of|is|are|as|with)$", "", _clean(what)))
+    return what if len(what.split()) >= 2 and re.search(r"[a-z]{3,}", what) else None
+
+
 def _subgoal(sentence: str, keep_condition: bool) -> str:
     marks = list(MARK.finditer(sentence))
     if not marks:
@@ -137,7 +194,7 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     last = marks[-1]
     start = marks[-2].end() if len(marks) > 1 else 0
     pre, post = sentence[start:last.start()], sentence[last.end():]
-    if len(marks) > 1 and not re.search(r"[A-Za-z]{3,}", _MATH_TAIL.sub("", pre)):
+    if len(marks) > 1 and not re.search(r"[A-Za-z]{3,}", _strip_math_tail(pre)):
         pre = sentence[:marks[0].start()]                     # 'X has 2*3=<<>>6 and 6+1=<<>>7 apples'
     money = bool(re.search(r"\$\s*$", pre))
     pct = post.lstrip().startswith("%")
@@ -155,6 +212,9 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
             money, pct = bool(m.group(1)), bool(m.group(2))
         else:
             pre = head
+    what = _instruction(pre)
+    if what:
+        return "Calculate " + what.rstrip(".") + "."
     clause, cond = _clause(pre)
     cond = cond if keep_condition else ""
     noun, rest = _noun(post)

@@ -1,0 +1,91 @@
+"""Make the default training data: GSM8K train -> the four Lumos maths datasets, and the gold files.
+
+    data/annotations/lumos_maths_{plan,ground}_{iterative,onetime}.jsonl   (training, from GSM8K train)
+    data/annotations/dropped_gsm8k_train.jsonl                             (what was dropped, and why)
+    data/gold/gsm8k_train.jsonl, data/gold/gsm8k_test.jsonl                (gold annotations, for replay)
+
+GSM8K *test* is converted only into data/gold/gsm8k_test.jsonl, never into a training file.
+`prepare(data_dir)` does it all in a few seconds; `ensure_prepared(data_dir)` only when files are missing.
+"""
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from lumos.annotations.build import KINDS, build_rows, dataset_filename
+from lumos.annotations.format import write_jsonl
+from lumos.annotations.gsm8k import Unconvertible, convert
+
+FAMILY = "maths"
+
+
+def annotation_paths(data_dir="data") -> dict[str, Path]:
+    """{kind: path} of the four training files."""
+    return {k: Path(data_dir) / "annotations" / dataset_filename(FAMILY, k) for k in KINDS}
+
+
+def gold_path(data_dir="data", split="test") -> Path:
+    return Path(data_dir) / "gold" / f"gsm8k_{split}.jsonl"
+
+
+def convert_split(path) -> tuple[list[dict], list[dict], Counter]:
+    """A GSM8K jsonl file -> (gold rows, dropped rows, counts by outcome)."""
+    split = Path(path).stem                                   # 'train' | 'test'
+    gold, dropped, counts = [], [], Counter()
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            id = f"gsm8k-{split}-{i}"
+            try:
+                ann = convert(row["question"], row["answer"])
+            except Unconvertible as e:
+                counts[e.reason] += 1
+                dropped.append({"id": id, "reason": e.reason, "detail": str(e)})
+                continue
+            counts["converted"] += 1
+            gold.append({"id": id, "question": ann.question, "answer": ann.answer, "subgoals": ann.subgoals,
+                         "actions": ["; ".join(a) for a in ann.actions], "results": ann.results,
+                         "_actions": ann.actions})
+    return gold, dropped, counts
+
+
+def prepare(data_dir="data", quiet: bool = False) -> dict:
+    """Write all default training and gold files under `data_dir`; return the counts per split."""
+    data_dir = Path(data_dir)
+    report = {}
+    for split in ("train", "test"):
+        gold, dropped, counts = convert_split(data_dir / "gsm8k" / f"{split}.jsonl")
+        if split == "train":                                  # only train ever becomes training data
+            rows = {k: [] for k in KINDS}
+            for g in gold:
+                for kind, row in build_rows("gsm8k", g["id"], g["question"], g["subgoals"], g["_actions"],
+                                            g["results"], FAMILY).items():
+                    rows[kind].append(row)
+            for kind, path in annotation_paths(data_dir).items():
+                write_jsonl(path, rows[kind])
+            write_jsonl(data_dir / "annotations" / "dropped_gsm8k_train.jsonl", dropped)
+        write_jsonl(gold_path(data_dir, split), [{k: v for k, v in g.items() if k != "_actions"} for g in gold])
+        report[split] = dict(counts)
+        if not quiet:
+            total = sum(counts.values())
+            print(f"gsm8k {split}: {counts['converted']}/{total} converted "
+                  f"({100 * counts['converted'] / max(total, 1):.1f}%)", file=sys.stderr)
+            for reason, n in counts.most_common():
+                if reason != "converted":
+                    print(f"  dropped {n:5d}  {reason}", file=sys.stderr)
+    if not quiet:
+        for path in annotation_paths(data_dir).values():
+            print(f"wrote {path}", file=sys.stderr)
+        print(f"wrote {gold_path(data_dir, 'train')} and {gold_path(data_dir, 'test')} (gold, not for training)",
+              file=sys.stderr)
+    return report
+
+
+def ensure_prepared(data_dir="data", quiet: bool = False) -> dict[str, Path]:
+    """Run `prepare` if any default file is missing; return the training file paths."""
+    paths = annotation_paths(data_dir)
+    if not all(p.exists() for p in list(paths.values()) + [gold_path(data_dir, "train"), gold_path(data_dir, "test")]):
+        prepare(data_dir, quiet)
+    return paths
