@@ -65,7 +65,7 @@ def test_stop_strings_eos_and_length(tok):
     assert (g.text, g.finish_reason, g.n_new_tokens) == ("The answer is 18.", "stop", nl + 1)
     assert g.tokens == chain[: nl + 1] and g.n_prompt_tokens == len(tok.encode(prompt)) + 1  # + BOS
 
-    g = generate(model, tok, [prompt], stop=("Observation:",))[0]  # spans several tokens
+    g = generate(model, tok, [prompt], stop="Observation:")[0]  # one string; spans several tokens
     assert (g.text, g.finish_reason) == ("The answer is 18.\n", "stop")
     assert tok.decode(g.tokens) == "The answer is 18.\nObservation:"
 
@@ -104,8 +104,9 @@ def test_sampling(tok):
     assert a == b and a != c and a != greedy
 
 
-def test_bad_prompts():
+def test_bad_prompts(tok):
     model = bigram_model({})
+    assert generate(model, tok, []) == []
     with pytest.raises(ValueError, match="at least one token"):
         decode_tokens(model, [[1], []], 4)
     with pytest.raises(ValueError, match="max_seq_len"):

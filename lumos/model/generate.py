@@ -28,8 +28,10 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, st
              temperature: float = 0.0, top_p: float = 1.0, bos: bool = True,
              seed: int | None = None) -> list[Generation]:
     """Continue each prompt; prompts of different lengths share one batch (left padding)."""
+    if not prompts:
+        return []
     prompt_ids = [tokenizer.encode(p, bos=bos) for p in prompts]
-    stop = tuple(s for s in (stop or ()) if s)
+    stop = tuple(s for s in ((stop,) if isinstance(stop, str) else (stop or ())) if s)
     could_end = _stop_tokens(tokenizer, stop) if stop else None
 
     def stop_at(ids: list[int]) -> int | None:
