@@ -95,8 +95,11 @@ def test_config_forms():
     meta = {"dim": 8192, "multiple_of": 4096, "ffn_dim_multiplier": 1.3, "n_heads": 64, "n_kv_heads": 8,
             "n_layers": 80, "norm_eps": 1e-05, "vocab_size": -1}
     assert ModelArgs.from_meta_params(meta) == seventy
+    assert ModelArgs.from_meta_params(seventy.to_meta_params()) == seventy
     odd = dataclasses.replace(seventy, ffn_hidden_dim=1000)  # fits no Meta rule: kept explicitly
     assert ModelArgs.from_hf_config(odd.to_hf_config()).hidden_dim == 1000
+    with pytest.raises(ValueError, match="not expressible"):
+        odd.to_meta_params()
     with pytest.raises(ValueError, match="rope scaling"):
         ModelArgs.from_hf_config(v4 | {"rope_scaling": {"rope_type": "linear", "factor": 2.0}})
 
