@@ -146,3 +146,30 @@ def test_cli_bad_row_is_one_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("train.py: error: ") and f"{bad}:2: last message must be from the assistant" in lines[0]
+
+
+def _varied_conversations():
+    """Multi-turn conversations with the awkward bits: unicode, digits, runs of spaces and
+    newlines, a literal "</s>" inside a content, contents that need stripping."""
+    texts = ["R1 = Calculator(48 / 2)", "café costs 3.50 €; 漢字 ok", "a  b   c\n\nd", "  padded  ",
+             "x</s>y", "Subgoal 2: Calculate 12 * 7.", "Yes, I will stop planning.", "100%"]
+    convs = []
+    for i in range(12):
+        msgs = []
+        for k in range(1 + i % 3):
+            msgs.append({"role": "user", "content": texts[(i + k) % len(texts)] + f" turn {k}"})
+            msgs.append({"role": "assistant", "content": texts[(3 * i + k + 1) % len(texts)]})
+        convs.append(msgs)
+    return convs
+
+
+def test_offset_labels_equal_open_instructs_prefix_labels(tok, tmp_path):
+    from lumos.train.tokenize import labels_by_prefixes, train_sentencepiece
+    convs = _varied_conversations()
+    small = Tokenizer(train_sentencepiece(convs * 4, str(tmp_path / "sp"), vocab_size=400))
+    for t in (tok, small):
+        for msgs in convs:
+            ids, labels = encode_conversation(t, msgs)
+            assert ids == encode_text(t, serialize(msgs).strip())
+            assert labels == labels_by_prefixes(t, msgs)
+            assert sum(lab != IGNORE_INDEX for lab in labels) > 0

@@ -11,11 +11,16 @@ SentencePiece dummy prefix "▁" reappears after every "</s>" ("</s>\\n" -> [2, 
 the same, so the model learns to emit EOS and sees the exact token sequences Lumos trained on.
 
 Labels are -100 (no loss) everywhere except each assistant turn's content, its "</s>" and the
-"\\n" after it; the "<|assistant|>\\n" header and all user turns are masked. Token boundaries come
-from tokenising prefixes of the string (as open-instruct did), checked against the full
-tokenisation so a boundary that a prefix tokenises differently can never shift the mask silently.
+"\\n" after it; the "<|assistant|>\\n" header and all user turns are masked. A token is trained
+when the text it spells starts inside such a span (byte offsets of the one tokenisation).
+open-instruct found the same boundaries by tokenising every prefix of the string;
+`labels_by_prefixes` does that too, as the reference in the tests and as the fallback.
 """
 from __future__ import annotations
+
+import functools
+
+import numpy as np
 
 from lumos.prompts import ASSISTANT_HEADER, ASSISTANT_TURN, EOS_TEXT, USER_TURN
 
@@ -50,27 +55,101 @@ def encode_text(tokenizer, text: str, bos: bool = True) -> list[int]:
 def encode_conversation(tokenizer, messages: list[dict], max_seq_len: int | None = None) -> tuple[list[int], list[int]]:
     """Messages -> (input_ids, labels), both of length <= max_seq_len (truncated from the right).
 
-    labels[t] = input_ids[t] where the loss applies (assistant content, "</s>", the "\\n" after),
+    labels[t] = input_ids[t] where the loss applies (assistant content, "</s>", the "\n" after),
     else IGNORE_INDEX. Labels are not shifted: the model's prediction at t is scored on labels[t+1].
     """
-    ids = encode_text(tokenizer, serialize(messages).strip())
-    labels = [IGNORE_INDEX] * len(ids)
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        # Trained span of assistant turn i: from after its header to the end of its "</s>\n".
-        start = _prefix_len(tokenizer, ids, serialize(messages[:i]) + ASSISTANT_HEADER)
-        end = min(_prefix_len(tokenizer, ids, serialize(messages[:i + 1])), len(ids))
-        labels[start:end] = ids[start:end]
+    text = serialize(messages).strip()
+    spans = _trained_spans(messages, len(text.encode()))
+    ids, starts = _encode_with_offsets(tokenizer, text)
+    if starts is None or not _on_token_boundaries(starts, spans, len(text.encode())):
+        ids, labels = ids, labels_by_prefixes(tokenizer, messages)  # exotic tokenizers: the slow way
+    else:
+        starts, trained = np.asarray(starts), np.zeros(len(ids), dtype=bool)
+        for lo, hi in spans:
+            trained |= (starts >= lo) & (starts < hi)
+        labels = np.where(trained, ids, IGNORE_INDEX).tolist()
     if max_seq_len is not None:
         ids, labels = ids[:max_seq_len], labels[:max_seq_len]
     return ids, labels
 
 
+def _trained_spans(messages: list[dict], text_bytes: int) -> list[tuple[int, int]]:
+    """Byte ranges [lo, hi) of the serialised text that carry loss: each assistant turn from the
+    end of its header to the end of its "</s>\n" (clipped at the stripped text's end)."""
+    spans, pos = [], 0
+    for i, m in enumerate(messages):
+        turn = len(serialize(messages[i:i + 1]).encode())
+        if m["role"] == "assistant":
+            spans.append((pos + len(ASSISTANT_HEADER.encode()), min(pos + turn, text_bytes)))
+        pos += turn
+    return spans
+
+
+def _encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[int] | None]:
+    """encode_text(text) and, per token, the byte offset in `text` where its surface starts
+    (BOS: -1; "</s>": where the literal stood; a chunk's dummy "▁": where the chunk starts).
+
+    Offsets come from the pieces' own bytes (SentencePiece's "▁" is a space, "<0x0A>" one byte),
+    which spell out " " + chunk exactly for an un-normalising model like Llama's; if they don't,
+    the offsets are None and the caller falls back to tokenising prefixes."""
+    ids, starts, base = [tokenizer.bos_id], [-1], 0
+    for j, chunk in enumerate(text.split(EOS_TEXT)):
+        if j:
+            ids.append(tokenizer.eos_id)
+            starts.append(base)
+            base += len(EOS_TEXT)
+        if not chunk:
+            continue
+        table = _piece_bytes(tokenizer)
+        chunk_ids = tokenizer.encode(chunk)
+        pieces = [table[i] for i in chunk_ids]
+        raw = chunk.encode()
+        if b"".join(pieces) != b" " + raw:
+            return encode_text(tokenizer, text), None
+        # The dummy prefix " " sits just before the chunk: piece k starts at base - 1 + bytes before it.
+        ends = np.cumsum([len(b) for b in pieces]) + (base - 1)
+        ids.extend(chunk_ids)
+        starts.extend(np.maximum(ends - [len(b) for b in pieces], base).tolist())
+        base += len(raw)
+    return ids, starts
+
+
+@functools.lru_cache(maxsize=4)
+def _piece_bytes(tokenizer) -> list[bytes]:
+    """The bytes each id spells: "▁" is a space, a byte-fallback piece "<0x0A>" is that byte."""
+    table = []
+    for i in range(tokenizer.n_words):
+        piece = tokenizer.id_to_piece(i)
+        byte_piece = len(piece) == 6 and piece.startswith("<0x")
+        table.append(bytes([int(piece[3:5], 16)]) if byte_piece else piece.replace("\u2581", " ").encode())
+    return table
+
+
+def _on_token_boundaries(starts: list[int], spans, text_bytes: int) -> bool:
+    """Every span edge must fall where a token starts (or at the very end of the text)."""
+    edges = set(starts)
+    return all(lo in edges and (hi in edges or hi >= text_bytes) for lo, hi in spans)
+
+
+def labels_by_prefixes(tokenizer, messages: list[dict]) -> list[int]:
+    """The labels of encode_conversation computed as open-instruct did: a turn's token boundary
+    is the token count of the text before it (slow: one tokenisation per boundary). Kept as the
+    reference the fast offset method is tested against, and as its fallback."""
+    ids = encode_text(tokenizer, serialize(messages).strip())
+    labels = [IGNORE_INDEX] * len(ids)
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start = _prefix_len(tokenizer, ids, serialize(messages[:i]) + ASSISTANT_HEADER)
+        end = min(_prefix_len(tokenizer, ids, serialize(messages[:i + 1])), len(ids))
+        labels[start:end] = ids[start:end]
+    return labels
+
+
 def _prefix_len(tokenizer, full_ids: list[int], prefix: str) -> int:
     """Number of tokens of `prefix` inside the full tokenisation (open-instruct's method).
 
-    The prefix's tokens must be a prefix of the full tokens (or, for the final "\\n" that the
+    The prefix's tokens must be a prefix of the full tokens (or, for the final "\n" that the
     whole string loses to .strip(), run past its end); otherwise the mask would be misaligned."""
     p = encode_text(tokenizer, prefix)
     n = min(len(p), len(full_ids))
@@ -85,19 +164,25 @@ def train_sentencepiece(conversations: list[list[dict]], model_prefix: str, voca
     demo models): byte fallback (no unknown characters), digits split one per token (as Llama),
     no normalisation (newlines and spaces survive), unk/bos/eos = 0/1/2, no pad.
     The chat headers become single pieces. Returns the path of the .model file."""
-    import sentencepiece as spm
-
     def lines():
         for messages in conversations:
             for line in serialize(messages).replace(EOS_TEXT, "\n").split("\n"):
                 if line.strip():
                     yield line
 
+    try:
+        _train_sp(lines(), model_prefix, vocab_size)
+    except RuntimeError as e:  # e.g. a vocabulary smaller than 256 bytes + the data's characters
+        raise ValueError(f"SentencePiece training failed: {str(e).splitlines()[-1]}") from None
+    return model_prefix + ".model"
+
+
+def _train_sp(sentences, model_prefix: str, vocab_size: int) -> None:
+    import sentencepiece as spm
     spm.SentencePieceTrainer.train(
-        sentence_iterator=lines(), model_prefix=model_prefix, model_type="bpe", vocab_size=vocab_size,
+        sentence_iterator=sentences, model_prefix=model_prefix, model_type="bpe", vocab_size=vocab_size,
         byte_fallback=True, split_digits=True, normalization_rule_name="identity",
         remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
         character_coverage=0.9999, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         user_defined_symbols=["<|user|>", "<|assistant|>"], max_sentence_length=1 << 14,
         input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=1, minloglevel=2)
-    return model_prefix + ".model"
