@@ -95,12 +95,11 @@ class ModelArgs:
         return cls(**args, ffn_hidden_dim=inter)
 
     def to_meta_params(self) -> dict:
-        """params.json as Meta writes it (plus rope_theta and max_seq_len, which it reads back)."""
+        """params.json as Meta writes it (plus rope_theta and max_seq_len, which it reads back).
+        Tied embeddings are not a params.json notion: a Meta checkpoint stores output.weight."""
         if self.hidden_dim != _meta_hidden_dim(self.dim, self.multiple_of, self.ffn_dim_multiplier):
             raise ValueError(f"SwiGLU width {self.hidden_dim} is not expressible in Meta's params.json "
                              f"(multiple_of {self.multiple_of}, ffn_dim_multiplier {self.ffn_dim_multiplier})")
-        if self.tie_word_embeddings:
-            raise ValueError("Meta's params.json has no tied embeddings")
         return {k: v for k, v in asdict(self).items() if k not in ("ffn_hidden_dim", "tie_word_embeddings")}
 
     def to_hf_config(self, dtype: str = "float32") -> dict:
