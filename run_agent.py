@@ -120,13 +120,12 @@ def make_backends(args):
 
 
 def ensure_gold(task: str) -> Path:
-    """data/gold/<task>_test.jsonl, made by data/prepare.py's converter when missing."""
+    """data/gold/<task>_test.jsonl, made by data/prepare.py's converter (a few seconds) when missing."""
     path = GOLD[task]
     if not path.exists():
-        print(f"{rel(path)} is missing: converting GSM8K with data/prepare.py ...", file=sys.stderr)
-        sys.path.insert(0, str(ROOT / "data"))
-        import prepare  # data/prepare.py
-        prepare.prepare_gold()
+        print(f"{rel(path)} is missing: converting GSM8K as `python data/prepare.py` does ...", file=sys.stderr)
+        from lumos.annotations.prepare import ensure_prepared
+        ensure_prepared(ROOT / "data", quiet=True)
     return path
 
 

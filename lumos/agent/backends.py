@@ -77,19 +77,20 @@ class LocalBackend:
 
 def resolve_checkpoint(path: str, cache_dir: str | None = None) -> Path:
     """A local directory as is; a hub id like `ai2lumos/lumos_maths_plan_iterative` downloaded once into
-    the cache (lumos.model.hub). Anything else: BackendError."""
+    the cache (lumos.model.hub: resumable, size-checked). Anything else: BackendError."""
+    from lumos.model import hub
     p = Path(path).expanduser()
     if p.is_dir():
         return p
     if p.exists():
         raise BackendError(f"checkpoint {path} is a file: pass the directory holding config.json (or params.json)")
-    parts = path.split("/")
-    if len(parts) == 2 and all(parts) and not path.startswith((".", "/", "~")):
-        from lumos.model import hub
+    if hub.is_repo_id(path) and not path.startswith((".", "/", "~")):
         try:
             return Path(hub.download(path, cache_dir=cache_dir))
         except Exception as e:  # network or not-found: one line for the user
-            raise BackendError(f"checkpoint {path} is not a local directory, and downloading it from the hub failed: {e}") from None
+            msg = (str(e).splitlines() or [type(e).__name__])[0]
+            raise BackendError(f"checkpoint {path} is not a local directory, and downloading it from the hub "
+                               f"failed: {msg}") from None
     raise BackendError(f"checkpoint {path} not found (expected a directory or a hub id such as "
                        "ai2lumos/lumos_maths_plan_iterative)")
 
