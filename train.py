@@ -13,6 +13,7 @@ import argparse
 import os
 import subprocess
 import sys
+import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def main(argv=None):
             ckpt = export_only(a.out, d, a.export_dtype)
             if d.is_main:
                 print(f"exported {ckpt} to {a.out}")
+            shutdown(d)
             return
         data = Path(a.data)
         if not data.exists() and data.parent == ROOT / "data" / "annotations" and a.task == "maths":
@@ -168,12 +170,14 @@ def main(argv=None):
             activation_checkpointing=a.activation_checkpointing, dtype=a.dtype, device=a.device,
             export_dtype=a.export_dtype, progress=not a.no_progress)
         train(cfg, d)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # bad data or paths: the same on every rank
         if d.is_main:
             print(f"train.py: error: {one_line(e)}", file=sys.stderr, flush=True)
         code = 2
-    finally:
-        shutdown(d, code)
+    except BaseException:  # a bug or a crash: show it, and don't wait for the other ranks
+        traceback.print_exc()
+        code = 1
+    shutdown(d, code)
     sys.exit(code)
 
 

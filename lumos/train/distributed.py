@@ -111,12 +111,14 @@ def shutdown(d: Dist, code: int = 0) -> None:
 
     A 2-process gloo job sometimes aborted after its work was done ("terminate called without an
     active exception", a gloo thread torn down during interpreter exit); exiting with os._exit
-    after flushing skips that teardown. The single-process path returns normally."""
+    after flushing skips that teardown. On failure (code != 0) no barrier: the other ranks may
+    never reach it, and torchrun stops them when this one exits. One process returns normally."""
     if d.mesh is None:
         return
     try:
-        dist.barrier()
-        dist.destroy_process_group()
+        if code == 0:
+            dist.barrier()
+            dist.destroy_process_group()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
