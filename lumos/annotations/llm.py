@@ -207,7 +207,7 @@ def _resume(out_dir: Path, family: str) -> set[str]:
         p = out_dir / dataset_filename(family, k)
         rows[p] = []
         if p.exists():
-            for line in p.read_text(encoding="utf-8").splitlines():
+            for line in filter(None, p.read_text(encoding="utf-8").split("\n")):  # U+2028 may sit in JSON
                 try:
                     rows[p].append((json.loads(line)["id"], line))
                 except (ValueError, KeyError, TypeError):

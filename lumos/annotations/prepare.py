@@ -28,10 +28,18 @@ def gold_path(data_dir="data", split="test") -> Path:
     return Path(data_dir) / "gold" / f"gsm8k_{split}.jsonl"
 
 
-def convert_split(path) -> tuple[list[dict], list[dict], Counter]:
-    """A GSM8K jsonl file -> (gold rows, dropped rows, counts by outcome)."""
+def convert_example(id: str, row: dict) -> tuple[dict, dict[str, dict]]:
+    """One GSM8K row -> (its gold row, {kind: its row in each of the four datasets}); may raise Unconvertible."""
+    ann = convert(row["question"], row["answer"])
+    gold = {"id": id, "question": ann.question, "answer": ann.answer, "subgoals": ann.subgoals,
+            "actions": ["; ".join(a) for a in ann.actions], "results": ann.results}
+    return gold, build_rows("gsm8k", id, ann.question, ann.subgoals, ann.actions, ann.results, FAMILY)
+
+
+def convert_split(path) -> tuple[list[dict], dict[str, list[dict]], list[dict], Counter]:
+    """A GSM8K jsonl file -> (gold rows, {kind: dataset rows}, dropped rows, counts by outcome)."""
     split = Path(path).stem                                   # 'train' | 'test'
-    gold, dropped, counts = [], [], Counter()
+    gold, rows, dropped, counts = [], {k: [] for k in KINDS}, [], Counter()
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f):
             if not line.strip():
@@ -39,16 +47,16 @@ def convert_split(path) -> tuple[list[dict], list[dict], Counter]:
             row = json.loads(line)
             id = f"gsm8k-{split}-{i}"
             try:
-                ann = convert(row["question"], row["answer"])
+                g, r = convert_example(id, row)
             except Unconvertible as e:
                 counts[e.reason] += 1
                 dropped.append({"id": id, "reason": e.reason, "detail": str(e)})
                 continue
             counts["converted"] += 1
-            gold.append({"id": id, "question": ann.question, "answer": ann.answer, "subgoals": ann.subgoals,
-                         "actions": ["; ".join(a) for a in ann.actions], "results": ann.results,
-                         "_actions": ann.actions})
-    return gold, dropped, counts
+            gold.append(g)
+            for k in KINDS:
+                rows[k].append(r[k])
+    return gold, rows, dropped, counts
 
 
 def prepare(data_dir="data", quiet: bool = False) -> dict:
@@ -56,17 +64,12 @@ def prepare(data_dir="data", quiet: bool = False) -> dict:
     data_dir = Path(data_dir)
     report = {}
     for split in ("train", "test"):
-        gold, dropped, counts = convert_split(data_dir / "gsm8k" / f"{split}.jsonl")
+        gold, rows, dropped, counts = convert_split(data_dir / "gsm8k" / f"{split}.jsonl")
         if split == "train":                                  # only train ever becomes training data
-            rows = {k: [] for k in KINDS}
-            for g in gold:
-                for kind, row in build_rows("gsm8k", g["id"], g["question"], g["subgoals"], g["_actions"],
-                                            g["results"], FAMILY).items():
-                    rows[kind].append(row)
             for kind, path in annotation_paths(data_dir).items():
                 write_jsonl(path, rows[kind])
             write_jsonl(data_dir / "annotations" / "dropped_gsm8k_train.jsonl", dropped)
-        write_jsonl(gold_path(data_dir, split), [{k: v for k, v in g.items() if k != "_actions"} for g in gold])
+        write_jsonl(gold_path(data_dir, split), gold)
         report[split] = dict(counts)
         if not quiet:
             total = sum(counts.values())

@@ -37,7 +37,7 @@ def _strip_math_tail(pre: str) -> str:
     for m in reversed(toks):
         t = m.group(0)
         if re.search(r"\d", t) and _MATH_TOKEN.match(t.replace("$", "").replace(",", "") or "0") or \
-                re.fullmatch(r"[$\d.,()+\-*/×%]*\d[.,)%]*[a-z]*(?:/[a-z]+)?", t):
+                re.fullmatch(r"[a-z$\d.,()+\-*/×%]*\d[a-z$\d.,()+\-*/×%]*", t):
             cut, units, right = m.start(), 0, "num"      # a number, maybe with $ % or a glued unit: 46*7kg
         elif _MATH_TOKEN.match(t):
             if units:
@@ -127,7 +127,7 @@ def _clause(pre: str) -> tuple[str, str]:
     cond = _clean(cond)
     if cond and (len(cond.split()) > 14 or not re.search(r"[a-z]", cond)):
         cond = ""
-    pre = _clean(pre)
+    pre = re.sub(r"(?:\s+(?:just|only|exactly|about|around|approximately|roughly|precisely))+$", "", _clean(pre))
     if _EMPTY_CLAUSE.match(pre):
         pre = ""
     return pre, cond[:1].lower() + cond[1:]
@@ -197,8 +197,9 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     if len(marks) > 1 and not re.search(r"[A-Za-z]{3,}", _strip_math_tail(pre)):
         pre = sentence[:marks[0].start()]                     # 'X has 2*3=<<>>6 and 6+1=<<>>7 apples'
     money = bool(re.search(r"\$\s*$", pre))
+    post = _VALUE_HEAD.sub("", post)
     pct = post.lstrip().startswith("%")
-    post = _VALUE_HEAD.sub("", post).lstrip("% ")
+    post = post.lstrip("% ")
     post = post.split("<<")[0]                                # never read into the next calculation
     reason = _REASON.search(" " + pre)
     if reason and not re.search(r"[A-Za-z]{3,}", post) and len(pre) - len(reason.group(0)) > 8:
