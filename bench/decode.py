@@ -8,7 +8,8 @@ For each (dtype, batch) both decoders generate --new-tokens greedy tokens (EOS i
 momentarily busy machine hurts both sides alike. Roofline: a decode step must stream every weight
 matrix once (the embedding table is only gathered, so it is left out), so the ceiling is
 copy bandwidth ÷ weight bytes steps/s; "roofline" = achieved steps/s ÷ that ceiling.
-Copy bandwidth = 2 × bytes ÷ time of a large tensor copy (read + write), best of several.
+Copy bandwidth = 2 × bytes ÷ time of a large tensor copy (read + write), best of copies taken
+between the timed runs (on a shared machine the quiet moments count for both).
 """
 import argparse
 import time
@@ -58,7 +59,7 @@ def time_ours(model, prompts, n):
 def time_hf(hf, prompts, n):
     ids = torch.tensor(prompts)  # equal lengths: no padding needed
     t = time.perf_counter()
-    out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+    out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
                       do_sample=False, eos_token_id=None, pad_token_id=0)
     dt = time.perf_counter() - t
     return dt, out[:, ids.shape[1]:].tolist()
@@ -102,19 +103,21 @@ def main():
             time_ours(ours, prompts, 4), time_hf(hf, prompts, 4)  # warm up both
             t_ours = t_hf = float("inf")
             for _ in range(a.repeats):
+                bw = max(bw, copy_bandwidth(repeats=2))
                 dt, out_ours = time_ours(ours, prompts, a.new_tokens)
                 t_ours = min(t_ours, dt)
                 dt, out_hf = time_hf(hf, prompts, a.new_tokens)
                 t_hf = min(t_hf, dt)
             same = sum(x == y for x, y in zip(out_ours, out_hf))
             tps_ours, tps_hf = B * a.new_tokens / t_ours, B * a.new_tokens / t_hf
-            roof = lambda tps: n_streamed * DTYPES[dname].itemsize * (tps / B) / bw
-            rows.append((dname, B, tps_ours, tps_hf, tps_ours / tps_hf, roof(tps_ours), roof(tps_hf), f"{same}/{B}"))
+            rows.append((dname, B, tps_ours, tps_hf, tps_ours / tps_hf, f"{same}/{B}"))
             print(f"  {dname} batch {B}: ours {tps_ours:.1f} tok/s, HF {tps_hf:.1f} tok/s", flush=True)
-    print("\n| dtype | batch | ours tok/s | HF tok/s | ours/HF | ours roofline | HF roofline | same tokens |")
+    print(f"\ncopy bandwidth (best seen): {bw / 1e9:.1f} GB/s; roofline = weight bytes x steps/s / bandwidth")
+    print("| dtype | batch | ours tok/s | HF tok/s | ours/HF | ours roofline | HF roofline | same tokens as HF |")
     print("|---|---|---|---|---|---|---|---|")
-    for d, B, to, th, r, ro, rh, same in rows:
-        print(f"| {d} | {B} | {to:.1f} | {th:.1f} | {r:.2f}x | {ro:.0%} | {rh:.0%} | {same} |")
+    for d, B, to, th, r, same in rows:
+        roof = lambda tps: n_streamed * DTYPES[d].itemsize * (tps / B) / bw  # noqa: E731
+        print(f"| {d} | {B} | {to:.1f} | {th:.1f} | {r:.2f}x | {roof(to):.0%} | {roof(th):.0%} | {same} |")
 
 
 if __name__ == "__main__":
