@@ -32,6 +32,7 @@ def _strip_math_tail(pre: str) -> str:
     """Cut the written-out arithmetic before a mark: 'Tammy picks 10 trees x 12 oranges/tree per day = '
     -> 'Tammy picks'. From the end, numbers, operators and unit words are taken; the cut is at the
     leftmost number of that run, so words before the first number stay."""
+    pre = re.sub(r"(?<=[A-Za-z])([*+×=])|([*+×=])(?=[A-Za-z])", r" \1\2 ", pre)   # 'season*4' -> 'season * 4'
     toks = list(re.finditer(r"\S+", pre))
     cut, units, right = None, 0, "op"                    # right: kind of the token to the right
     for m in reversed(toks):
@@ -43,11 +44,11 @@ def _strip_math_tail(pre: str) -> str:
             if units:
                 break                                    # a unit word must follow a number
             right = "op"
-        elif _UNIT_WORD.match(t) and t not in _NOT_UNIT and units < 3 and right != "num":
+        elif _UNIT_WORD.match(t.lower()) and t.lower() not in _NOT_UNIT and units < 3 and right != "num":
             units, right = units + 1, "unit"             # '12 oranges/tree per day =': between number and '='
         else:
             break
-    return pre[:cut] if cut is not None else re.sub(r"[\s=:]+$", "", pre)
+    return re.sub(r"[\s=:+*×]+$", "", pre[:cut] if cut is not None else pre)
 _VALUE_HEAD = re.compile(r"^\s*\$?\s*-?[\d,]*\.?\d+")
 _DISCOURSE = re.compile(r"^(?:(?:so|thus|hence|therefore|then|now|finally|next|first|second|third|lastly|"
                         r"(?:this|that|which) means(?: that)?|this is|and|but|also|overall|in all|all in all|"
@@ -104,7 +105,7 @@ def _clause(pre: str) -> tuple[str, str]:
     pre = _strip_math_tail(pre)
     pre = re.sub(r"[\$€£]\s*$", "", pre).strip()
     parts = _MID_SPLIT.split(pre)
-    cond = ""
+    cond = head = ""
     if len(parts) > 1:
         head, pre = " ".join(parts[:-1]), parts[-1]
         if _CONDITION.match(head.strip()) and len(head.split()) <= 14:
@@ -128,8 +129,11 @@ def _clause(pre: str) -> tuple[str, str]:
     if cond and (len(cond.split()) > 14 or not re.search(r"[a-z]", cond)):
         cond = ""
     pre = re.sub(r"(?:\s+(?:just|only|exactly|about|around|approximately|roughly|precisely))+$", "", _clean(pre))
-    if _EMPTY_CLAUSE.match(pre):
+    if _EMPTY_CLAUSE.match(pre) or not pre:
         pre = ""
+        if head and not cond and 2 <= len(head.split()) <= 16 and not re.search(r"[=+*×]", head):
+            cond = "if " + _lower_first(_DISCOURSE.sub("", _clean(head)))   # 'She needs 5 bags, so that's'
+            return pre, cond
     return pre, cond[:1].lower() + cond[1:]
 
 
@@ -216,6 +220,14 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     what = _instruction(pre)
     if what:
         return "Calculate " + what.rstrip(".") + "."
+    label = re.match(r"^\s*([A-Z][A-Za-z’' ]{0,30}?)\s*[:=]", pre)
+    if label and not re.search(r"\b(?:is|are|was|were|has|have|had|will|would|costs?|needs?|and|so|then|also|"
+                               r"this|that|it)\b", label.group(1), re.I) \
+            and not re.search(r"[A-Za-z]{2,}", _strip_math_tail(pre[label.end():])):
+        # 'Adults = 5 * $10 = $<<5*10=50>>50', 'Hammerhead shark: 180/6 = <<..>>30 teeth'
+        noun, _ = _noun(post)
+        what = "amount of money" if money or noun.lower() in _MONEY else f"number of {noun}" if noun else "number"
+        return "Calculate " + _clean(f"the {what} for {_lower_first(label.group(1))}") + "."
     clause, cond = _clause(pre)
     cond = cond if keep_condition else ""
     noun, rest = _noun(post)
@@ -230,7 +242,13 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     content = [w for w in re.findall(r"[A-Za-z]{2,}", clause) if w.lower() not in ("of", "is", "the", "and", "to")]
     if not content and not noun and re.search(r"\d", pre):
         # '15% of $80 = (15/100)*$80 = <<..>>12': nothing but arithmetic; name the first written calculation
-        first = _clean(re.split(r"=", MARK.sub("", pre))[0])
+        first = _DISCOURSE.sub("", _clean(re.split(r"=", MARK.sub("", pre))[0]))
+        label = re.fullmatch(r"([A-Za-z][\w’' -]{1,40}?)\s*[:=]\s*.*", first)
+        if label and not re.search(r"\d", label.group(1)):          # 'Adults = 5 * $10 = <<..>>50'
+            return "Calculate " + _clean(f"the {'amount of money' if money else 'number'} for "
+                                         f"{_lower_first(label.group(1))} {tail}") + "."
+        if cond:                                                   # 'With the coupon, it's 16-4 = <<..>>12'
+            return "Calculate " + _clean(f"the {'amount of money' if money else 'result'} {cond}") + "."
         if re.search(r"[A-Za-z]{2,}", first):
             return "Calculate " + first.rstrip(".") + "."
     total = _TOTAL_TAIL.search(clause)
@@ -238,7 +256,7 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
         clause = _clean(clause[:total.start()])
         if money and total.group(1) and clause:
             return "Calculate " + _clean(f"the total cost when {_lower_first(clause)} {tail}").rstrip(".") + "."
-        tail = _clean("in total " + tail) if "total" not in tail else tail
+        tail = tail if re.search(r"\b(total|in all|altogether|combined|overall)\b", tail) else _clean("in total " + tail)
     has_a, bringing = _HAS_A.match(clause), _BRINGING.match(clause)
     if has_a and not noun:
         return "Calculate " + _clean(f"the {has_a.group(2)} of {_lower_first(has_a.group(1))} {tail}") + "."
@@ -269,7 +287,9 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     else:
         expr = last.group(1).rsplit("=", 1)[0]
         text = f"the result of {expr}"
-    text = _clean(text).rstrip(".!?,")
+    text = re.sub(r"\b(\w+) \1\b", r"\1", _clean(text)).rstrip(".!?,")   # 'for for' from a cut
+    text = re.sub(r"(?<=\w )(If|When|To|And|So|Then|After|Since|With|For|In|On|At|This|That|The|There|It|He|She|"
+                  r"They|We|You|Each|All|Of|By|From|As|Because|Before|Once|While)\b", lambda m: m.group(1).lower(), text)
     return "Calculate " + text + "."
 
 
