@@ -75,14 +75,16 @@ _EMPTY_CLAUSE = re.compile(r"^(that's|that’s|that is|this is|which is|it is|it
 _QUANTITY = re.compile(r"\b(number|total|amount|cost|price|sum|difference|average|rate|area|perimeter|volume|"
                        r"weight|length|distance|speed|value|percentage|ratio|profit|income|salary|bill|budget|"
                        r"fee|score|height|width|age|capacity|combined|remainder|discount|savings|change)\b", re.I)
+_VERBS = set("is are was were will would had have has did do does got get gets can could should must need needs "
+             "went came left remain remains remained".split())
 _STOP = set("in on at for from to per each every with by after before since than that which who "
             "when if because as and or but so while during into onto of left remaining altogether "
-            "total overall now today yesterday tomorrow all together combined old".split()) | {"the", "a"}
+            "total overall now today yesterday tomorrow all together combined old".split()) | {"the", "a"} | _VERBS
 _ADJ = {"more", "fewer", "less", "additional", "extra", "new", "total", "other", "remaining", "full", "whole",
         "square", "cubic", "empty", "free", "red", "blue", "green", "white", "black", "small", "large", "big"}
 _LOWER_FIRST = set("the a an he she it they we you his her its their our my there this that these those each "
                    "every all one both some half twice she's he's it's there's two three four five six seven eight nine ten "
-                   "eleven twelve twenty if when since after before with for in on at".split())
+                   "eleven twelve twenty if when since after before with for in on at total number amount sum average".split())
 _MONEY = {"dollars", "dollar", "bucks"}
 _LINKING_ADVERBS = {"similarly", "likewise", "additionally", "consequently", "accordingly", "finally", "lastly",
                     "firstly", "secondly", "thirdly", "subsequently", "eventually", "ultimately", "basically",
@@ -128,7 +130,7 @@ def _clause(pre: str) -> tuple[str, str]:
     cond = _clean(cond)
     if cond and (len(cond.split()) > 14 or not re.search(r"[a-z]", cond)):
         cond = ""
-    pre = re.sub(r"(?:\s+(?:just|only|exactly|about|around|approximately|roughly|precisely))+$", "", _clean(pre))
+    pre = re.sub(r"(?:\s+(?:just|only|exactly|about|around|approximately|roughly|precisely|a|an))+$", "", _clean(pre))
     if _EMPTY_CLAUSE.match(pre) or not pre:
         pre = ""
         if head and not cond and 2 <= len(head.split()) <= 16 and not re.search(r"[=+*×]", head):
@@ -278,12 +280,16 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
         text = f"{_lower_first(clause[:subj.start()])} {tail}"
     elif money:
         text = f"how much{more} money {clause_l} {tail}" if clause else f"the amount of{more} money {tail}"
+    elif re.match(r"^(?:the\s+)?(?:total|number|amount|sum|cost|price|difference|average)\b", clause, re.I):
+        text = f"{clause_l} {tail}"                           # 'Total meatballs on the plates: 3 x 3 = 9'
     elif noun and clause:
         text = f"how many {noun} {clause_l} {tail}"
     elif noun:
         text = f"the number of {noun} {tail}"
     elif clause:
         text = f"how much {clause_l} {tail}" if not subj else f"the value of {clause_l} {tail}"
+    elif rest.split(" ")[0].lower() in _VERBS:
+        text = f"the number that {tail}"                      # '76/2 = <<..>>38 are left after ...'
     else:
         expr = last.group(1).rsplit("=", 1)[0]
         text = f"the result of {expr}"
