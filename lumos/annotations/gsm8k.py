@@ -102,30 +102,30 @@ def _visible_to_expr(text: str, percent: str = "/100") -> str | None:
     return e.strip()
 
 
+def _checked_expr(visible: str, value: str) -> str | None:
+    """The written calculation as an expression, if it evaluates to `value` (with '%' read either way)."""
+    for percent in ("/100", ""):
+        e = _visible_to_expr(visible, percent)
+        if e is not None and _close(evaluate(e), parse_number(value), value):
+            return e
+    return None
+
+
 def add_missing_marks(sentence: str) -> str:
     """Mark calculations the solution wrote without <<>>, when they evaluate to their stated value.
 
     'so 2*120 = 240 oysters' -> 'so 2*120 = <<2*120=240>>240 oysters';
     '40-16 = <<24=24>>24'    -> '40-16 = <<40-16=24>>24'.
     """
-    def bare(m):
-        e = _visible_to_expr(m.group(1))
-        if e is None or parse_number(m.group(2).lstrip("$")) != parse_number(m.group(3).lstrip("$")):
-            return m.group(0)
-        try:
-            ok = _close(evaluate(e), parse_number(m.group(3).lstrip("$")), m.group(3).lstrip("$"))
-        except ArithError:
-            return m.group(0)
-        return m.group(0).replace(m.group(0)[m.group(0).index("<<"):], f"<<{e}={m.group(3).lstrip('$')}>>") if ok \
-            else m.group(0)
+    def bare(m):                              # '<<24=24>>' after a written '40-16 = '
+        value = m.group(3).lstrip("$").replace(",", "")
+        e = _checked_expr(m.group(1), value) if parse_number(m.group(2).lstrip("$")) == parse_number(value) else None
+        return m.group(0) if e is None else m.group(0)[:m.group(0).index("<<")] + f"<<{e}={value}>>"
 
-    def visible(m):
+    def visible(m):                           # '2*120 = 240' with no mark at all
         value = m.group(2).replace(",", "")
-        for percent in ("/100", ""):
-            e = _visible_to_expr(m.group(1), percent)
-            if e is not None and _close(evaluate(e), parse_number(value), value):
-                break
-        else:
+        e = _checked_expr(m.group(1), value)
+        if e is None:
             return m.group(0)
         start = m.group(0).rindex(m.group(2))
         return m.group(0)[:start] + f"<<{e}={value}>>" + m.group(0)[start:]

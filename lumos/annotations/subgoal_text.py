@@ -8,12 +8,15 @@ says what, arithmetic and value at once; we cut it around its (last) calculation
     ^clause      ^arithmetic (dropped)  ^noun ^rest          -> "Calculate how many clips Natalia sold in May."
 
 and fill one of a few templates:
+    'First find the total time: 5 * 9 = ...'       -> Calculate the total time
+    'Adults = 5 * $10 = $50'                        -> Calculate the amount of money for adults
     money ($ before the value, or 'dollars')      -> Calculate how much money <clause> <rest>
     a noun after the value                         -> Calculate how many <noun> <clause> <rest>
     'There are 84 pages left'                      -> Calculate the number of <noun> <rest>
     '<subject> is $20' (no noun)                   -> Calculate <subject> <rest>
     '<n> years old'                                -> Calculate how old <clause> <rest>
     '<n>%'                                         -> Calculate what percentage <clause> <rest>
+    '... for a total of $50'                       -> Calculate the total cost when <clause>
 A leading condition ('If he works 10 hours, he earns ...') moves to the end; discourse words
 ('So', 'Thus', 'Therefore', 'This means') are dropped; 'X is 25 feet because 5 x 5 = <<..>>25' uses the
 clause before 'because'. Plain heuristics, no NLP library: deterministic and tested on real rows.
@@ -193,7 +196,10 @@ def _instruction(pre: str) -> str | None:
     return what if len(what.split()) >= 2 and re.search(r"[a-z]{3,}", what) else None
 
 
-def _subgoal(sentence: str, keep_condition: bool) -> str:
+def _locate(sentence: str) -> tuple[str, str, bool, bool, str]:
+    """Cut a sentence around its last mark -> (text before, text after the value, money?, percent?, expr).
+
+    'X is 25 feet because 5 x 5 = <<5*5=25>>25' is cut around the stated 25 instead."""
     marks = list(MARK.finditer(sentence))
     if not marks:
         raise ValueError(f"no calculation mark in {sentence!r}")
@@ -205,11 +211,9 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     money = bool(re.search(r"\$\s*$", pre))
     post = _VALUE_HEAD.sub("", post)
     pct = post.lstrip().startswith("%")
-    post = post.lstrip("% ")
-    post = post.split("<<")[0]                                # never read into the next calculation
+    post = post.lstrip("% ").split("<<")[0]                   # never read into the next calculation
     reason = _REASON.search(" " + pre)
     if reason and not re.search(r"[A-Za-z]{3,}", post) and len(pre) - len(reason.group(0)) > 8:
-        # 'The painting is 25 square feet because 5 x 5 = <<5*5=25>>25': cut the stated value out
         head = pre[:len(pre) - len(reason.group(0)) + 1]
         value = last.group(1).rsplit("=", 1)[-1].strip()
         m = re.search(r"(\$?)\s*" + re.escape(_fmt_like(value)) + r"(?![\d.])(%?)", head) or \
@@ -219,9 +223,22 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
             money, pct = bool(m.group(1)), bool(m.group(2))
         else:
             pre = head
+    return pre, post, money, pct, last.group(1).rsplit("=", 1)[0]
+
+
+def _finish(text: str) -> str:
+    """Tidy a what-phrase and make it a subgoal sentence."""
+    text = re.sub(r"\b(\w+) \1\b", r"\1", _clean(text)).rstrip(".!?,")   # 'for for' from a cut
+    text = re.sub(r"(?<=\w )(If|When|To|And|So|Then|After|Since|With|For|In|On|At|This|That|The|There|It|He|She|"
+                  r"They|We|You|Each|All|Of|By|From|As|Because|Before|Once|While)\b", lambda m: m.group(1).lower(), text)
+    return "Calculate " + text + "."
+
+
+def _subgoal(sentence: str, keep_condition: bool) -> str:
+    pre, post, money, pct, expr = _locate(sentence)
     what = _instruction(pre)
     if what:
-        return "Calculate " + what.rstrip(".") + "."
+        return _finish(what)
     label = re.match(r"^\s*([A-Z][A-Za-z’' ]{0,30}?)\s*[:=]", pre)
     if label and not re.search(r"\b(?:is|are|was|were|has|have|had|will|would|costs?|needs?|and|so|then|also|"
                                r"this|that|it)\b", label.group(1), re.I) \
@@ -229,7 +246,7 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
         # 'Adults = 5 * $10 = $<<5*10=50>>50', 'Hammerhead shark: 180/6 = <<..>>30 teeth'
         noun, _ = _noun(post)
         what = "amount of money" if money or noun.lower() in _MONEY else f"number of {noun}" if noun else "number"
-        return "Calculate " + _clean(f"the {what} for {_lower_first(label.group(1))}") + "."
+        return _finish(f"the {what} for {_lower_first(label.group(1))}")
     clause, cond = _clause(pre)
     cond = cond if keep_condition else ""
     noun, rest = _noun(post)
@@ -247,24 +264,22 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
         first = _DISCOURSE.sub("", _clean(re.split(r"=", MARK.sub("", pre))[0]))
         label = re.fullmatch(r"([A-Za-z][\w’' -]{1,40}?)\s*[:=]\s*.*", first)
         if label and not re.search(r"\d", label.group(1)):          # 'Adults = 5 * $10 = <<..>>50'
-            return "Calculate " + _clean(f"the {'amount of money' if money else 'number'} for "
-                                         f"{_lower_first(label.group(1))} {tail}") + "."
+            return _finish(f"the {'amount of money' if money else 'number'} for {_lower_first(label.group(1))} {tail}")
         if cond:                                                   # 'With the coupon, it's 16-4 = <<..>>12'
-            return "Calculate " + _clean(f"the {'amount of money' if money else 'result'} {cond}") + "."
+            return _finish(f"the {'amount of money' if money else 'result'} {cond}")
         if re.search(r"[A-Za-z]{2,}", first):
-            return "Calculate " + first.rstrip(".") + "."
+            return _finish(first)
     total = _TOTAL_TAIL.search(clause)
     if total:
         clause = _clean(clause[:total.start()])
         if money and total.group(1) and clause:
-            return "Calculate " + _clean(f"the total cost when {_lower_first(clause)} {tail}").rstrip(".") + "."
+            return _finish(f"the total cost when {_lower_first(clause)} {tail}")
         tail = tail if re.search(r"\b(total|in all|altogether|combined|overall)\b", tail) else _clean("in total " + tail)
     has_a, bringing = _HAS_A.match(clause), _BRINGING.match(clause)
     if has_a and not noun:
-        return "Calculate " + _clean(f"the {has_a.group(2)} of {_lower_first(has_a.group(1))} {tail}") + "."
+        return _finish(f"the {has_a.group(2)} of {_lower_first(has_a.group(1))} {tail}")
     if bringing and not noun:
-        return "Calculate " + _clean(f"{_lower_first(bringing.group(2))} when {_lower_first(bringing.group(1))} "
-                                     f"{tail}").rstrip(".") + "."
+        return _finish(f"{_lower_first(bringing.group(2))} when {_lower_first(bringing.group(1))} {tail}")
     subj = _COPULA.search(clause)
     clause_l = _lower_first(clause)
     subject = clause[:subj.start()] if subj else ""
@@ -291,12 +306,8 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     elif rest.split(" ")[0].lower() in _VERBS:
         text = f"the number that {tail}"                      # '76/2 = <<..>>38 are left after ...'
     else:
-        expr = last.group(1).rsplit("=", 1)[0]
         text = f"the result of {expr}"
-    text = re.sub(r"\b(\w+) \1\b", r"\1", _clean(text)).rstrip(".!?,")   # 'for for' from a cut
-    text = re.sub(r"(?<=\w )(If|When|To|And|So|Then|After|Since|With|For|In|On|At|This|That|The|There|It|He|She|"
-                  r"They|We|You|Each|All|Of|By|From|As|Because|Before|Once|While)\b", lambda m: m.group(1).lower(), text)
-    return "Calculate " + text + "."
+    return _finish(text)
 
 
 def _fmt_like(value: str) -> str:
