@@ -176,3 +176,13 @@ def test_paper_examples_parse():
     assert len(parsed) == 6
     assert parsed[2][1][4] == ["R5 = SolveEquation(R2 = R4)"] and parsed[2][2][1] == "2p/5"
     assert parsed[3][1][0] == ["R1 = Calculator(1 - 2/5)", "R2 = Calculator(100 * R1)"] and parsed[3][2][0] == "60"
+
+
+def test_cli_reads_key_from_environment(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    inp = _input(tmp_path, ["Q-good", "Q-garbled"])
+    llm.main(["--task", "maths", "--input", str(inp), "--out", str(tmp_path / "o"), "--base-url", server,
+              "--model", "canned", "--rpm", "0", "--backoff", "0.01"])
+    assert json.loads(capsys.readouterr().err.strip().splitlines()[-1]) == \
+        {"written": 1, "skipped_done": 0, "garbled": 1, "failed": 0}
+    assert [r["id"] for r in read_conversations(tmp_path / "o" / "lumos_maths_ground_iterative.jsonl")] == ["toy-train-0"]
