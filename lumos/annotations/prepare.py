@@ -52,6 +52,10 @@ def convert_split(path) -> tuple[list[dict], dict[str, list[dict]], list[dict], 
                 counts[e.reason] += 1
                 dropped.append({"id": id, "reason": e.reason, "detail": str(e)})
                 continue
+            except (ValueError, ArithmeticError, RecursionError) as e:   # a converter bug: count it, go on
+                counts["converter error"] += 1
+                dropped.append({"id": id, "reason": "converter error", "detail": f"{type(e).__name__}: {e}"})
+                continue
             counts["converted"] += 1
             gold.append(g)
             for k in KINDS:
