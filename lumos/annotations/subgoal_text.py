@@ -31,27 +31,6 @@ _NOT_UNIT = set("so that is are was were the and then which he she it they we yo
                 "these those to for from with by at on in of if when since because as or but than".split())
 
 
-def _strip_math_tail(pre: str) -> str:
-    """Cut the written-out arithmetic before a mark: 'Tammy picks 10 trees x 12 oranges/tree per day = '
-    -> 'Tammy picks'. From the end, numbers, operators and unit words are taken; the cut is at the
-    leftmost number of that run, so words before the first number stay."""
-    pre = re.sub(r"(?<=[A-Za-z])([*+×=])|([*+×=])(?=[A-Za-z])", r" \1\2 ", pre)   # 'season*4' -> 'season * 4'
-    toks = list(re.finditer(r"\S+", pre))
-    cut, units, right = None, 0, "op"                    # right: kind of the token to the right
-    for m in reversed(toks):
-        t = m.group(0)
-        if re.search(r"\d", t) and _MATH_TOKEN.match(t.replace("$", "").replace(",", "") or "0") or \
-                re.fullmatch(r"[a-z$\d.,()+\-*/×%]*\d[a-z$\d.,()+\-*/×%]*", t):
-            cut, units, right = m.start(), 0, "num"      # a number, maybe with $ % or a glued unit: 46*7kg
-        elif _MATH_TOKEN.match(t):
-            if units:
-                break                                    # a unit word must follow a number
-            right = "op"
-        elif _UNIT_WORD.match(t.lower()) and t.lower() not in _NOT_UNIT and units < 3 and right != "num":
-            units, right = units + 1, "unit"             # '12 oranges/tree per day =': between number and '='
-        else:
-            break
-    return re.sub(r"[\s=:+*×]+$", "", pre[:cut] if cut is not None else pre)
 _VALUE_HEAD = re.compile(r"^\s*\$?\s*-?[\d,]*\.?\d+")
 _DISCOURSE = re.compile(r"^(?:(?:so|thus|hence|therefore|then|now|finally|next|first|second|third|lastly|"
                         r"(?:this|that|which) means(?: that)?|this is|and|but|also|overall|in all|all in all|"
@@ -86,12 +65,36 @@ _STOP = set("in on at for from to per each every with by after before since than
 _ADJ = {"more", "fewer", "less", "additional", "extra", "new", "total", "other", "remaining", "full", "whole",
         "square", "cubic", "empty", "free", "red", "blue", "green", "white", "black", "small", "large", "big"}
 _LOWER_FIRST = set("the a an he she it they we you his her its their our my there this that these those each "
-                   "every all one both some half twice she's he's it's there's two three four five six seven eight nine ten "
-                   "eleven twelve twenty if when since after before with for in on at total number amount sum average".split())
+                   "every all one both some half twice she's he's it's there's two three four five six seven "
+                   "eight nine ten eleven twelve twenty if when since after before with for in on at total "
+                   "number amount sum average".split())
 _MONEY = {"dollars", "dollar", "bucks"}
 _LINKING_ADVERBS = {"similarly", "likewise", "additionally", "consequently", "accordingly", "finally", "lastly",
                     "firstly", "secondly", "thirdly", "subsequently", "eventually", "ultimately", "basically",
                     "essentially", "obviously", "clearly", "overall"}
+
+
+def _strip_math_tail(pre: str) -> str:
+    """Cut the written-out arithmetic before a mark: 'Tammy picks 10 trees x 12 oranges/tree per day = '
+    -> 'Tammy picks'. From the end, numbers, operators and unit words are taken; the cut is at the
+    leftmost number of that run, so words before the first number stay."""
+    pre = re.sub(r"(?<=[A-Za-z])([*+×=])|([*+×=])(?=[A-Za-z])", r" \1\2 ", pre)   # 'season*4' -> 'season * 4'
+    toks = list(re.finditer(r"\S+", pre))
+    cut, units, right = None, 0, "op"                    # right: kind of the token to the right
+    for m in reversed(toks):
+        t = m.group(0)
+        if re.search(r"\d", t) and _MATH_TOKEN.match(t.replace("$", "").replace(",", "") or "0") or \
+                re.fullmatch(r"[a-z$\d.,()+\-*/×%]*\d[a-z$\d.,()+\-*/×%]*", t):
+            cut, units, right = m.start(), 0, "num"      # a number, maybe with $ % or a glued unit: 46*7kg
+        elif _MATH_TOKEN.match(t):
+            if units:
+                break                                    # a unit word must follow a number
+            right = "op"
+        elif _UNIT_WORD.match(t.lower()) and t.lower() not in _NOT_UNIT and units < 3 and right != "num":
+            units, right = units + 1, "unit"             # '12 oranges/tree per day =': between number and '='
+        else:
+            break
+    return re.sub(r"[\s=:+*×]+$", "", pre[:cut] if cut is not None else pre)
 
 
 def _clean(s: str) -> str:
