@@ -49,6 +49,8 @@ _THERE = re.compile(r"^(there|here)\s+(is|are|was|were|will be|would be|would ha
 _TOTAL_TAIL = re.compile(r",?\s*\b(?:(for|at|with|of|to) )?(a total of|in total|total of|an? (?:total|sum) of|"
                          r"the total of|total)$", re.I)
 _HAS_A = re.compile(r"^(.+?) (?:has|had|have|will have|would have) (?:a|an|the) ([a-z ]+?) of$", re.I)
+_NAMED_OF = re.compile(r",?\s*\b(?:(?:for|to|at|with|by|in) )?(?:a|an|the) ((?:(?:total|combined|new|final|overall|"
+                       r"average) )?[a-z]+) of$", re.I)
 _BRINGING = re.compile(r"^(.+?),? (?:bringing|making|raising|lowering|reducing|increasing|putting|taking) (.+?) "
                        r"(?:up |down )?to$", re.I)
 _EMPTY_CLAUSE = re.compile(r"^(that's|that’s|that is|this is|which is|it is|it's|it’s|which|that|this|"
@@ -281,6 +283,10 @@ def _subgoal(sentence: str, keep_condition: bool) -> str:
     has_a, bringing = _HAS_A.match(clause), _BRINGING.match(clause)
     if has_a and not noun:
         return _finish(f"the {has_a.group(2)} of {_lower_first(has_a.group(1))} {tail}")
+    named = _NAMED_OF.search(clause)
+    if named and _QUANTITY.search(named.group(1)) and named.start() > 0:
+        # 'Rudy runs for a total length of 20 minutes' -> 'the total length Rudy runs'
+        return _finish(f"the {named.group(1)} {_lower_first(clause[:named.start()])} {rest} {cond}")
     if bringing and not noun:
         return _finish(f"{_lower_first(bringing.group(2))} when {_lower_first(bringing.group(1))} {tail}")
     subj = _COPULA.search(clause)
