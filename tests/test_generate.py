@@ -72,6 +72,9 @@ def test_stop_strings_eos_and_length(tok):
     g = generate(model, tok, [prompt], stop=())[0]
     assert (g.text, g.finish_reason, g.n_new_tokens) == ("The answer is 18.\nObservation: done", "eos", len(chain) + 1)
 
+    g = generate(model, tok, [prompt], max_new_tokens=0)[0]
+    assert (g.text, g.finish_reason, g.n_new_tokens) == ("", "length", 0)
+
     g = generate(model, tok, [prompt], max_new_tokens=3)[0]
     assert (g.text, g.finish_reason, g.n_new_tokens) == (tok.decode(chain[:3]), "length", 3)
 

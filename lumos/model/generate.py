@@ -70,6 +70,8 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
     device = model.output.weight.device
     B, lens = len(prompts), [len(p) for p in prompts]
     P = max(lens)
+    if max_new_tokens <= 0:
+        return [[] for _ in prompts], ["length"] * B
     max_new_tokens = min(max_new_tokens, model.args.max_seq_len - P)
     if max_new_tokens <= 0:
         raise ValueError(f"prompt of {P} tokens leaves no room within max_seq_len {model.args.max_seq_len}")
