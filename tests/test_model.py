@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from lumos.model import KVCache, ModelArgs, Transformer
+from lumos.model.checkpoint import hf_to_meta_name, permute_hf_to_meta
 
 torch.set_num_threads(1)
 
@@ -22,27 +23,14 @@ CONFIGS = [
                                  ffn_dim_multiplier=1.3, max_seq_len=128)),
 ]
 
-HF_TO_META = [("model.", ""), ("embed_tokens", "tok_embeddings"), ("self_attn", "attention"),
-              ("q_proj", "wq"), ("k_proj", "wk"), ("v_proj", "wv"), ("o_proj", "wo"), ("mlp", "feed_forward"),
-              ("gate_proj", "w1"), ("down_proj", "w2"), ("up_proj", "w3"), ("post_attention_layernorm", "ffn_norm"),
-              ("input_layernorm", "attention_norm"), ("lm_head", "output")]
-
-
-def hf_to_meta(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """HF rotates (x[i], x[i + D/2]) pairs, Meta (x[2i], x[2i+1]): reorder each head's q/k rows."""
-    return w.view(n_heads, 2, w.shape[0] // n_heads // 2, -1).transpose(1, 2).reshape(w.shape)
-
-
 def ours_from_hf(hf: LlamaForCausalLM, args: ModelArgs) -> Transformer:
+    """Our model holding hf's weights, through the checkpoint module's key map and q/k permutation
+    (HF rotates (x[i], x[i + D/2]) pairs, Meta (x[2i], x[2i+1]))."""
     sd = {}
     for k, v in hf.state_dict().items():
-        for a, b in HF_TO_META:
-            k = k.replace(a, b)
-        if k.endswith("wq.weight"):
-            v = hf_to_meta(v, args.n_heads)
-        elif k.endswith("wk.weight"):
-            v = hf_to_meta(v, args.kv_heads)
-        sd[k] = v
+        name = hf_to_meta_name(k)
+        heads = {"wq": args.n_heads, "wk": args.kv_heads}.get(name.split(".")[-2])
+        sd[name] = permute_hf_to_meta(v, heads) if heads else v
     if args.tie_word_embeddings:
         sd.setdefault("output.weight", sd["tok_embeddings.weight"])
     model = Transformer(args)
@@ -127,7 +115,7 @@ def test_training_loss_and_gradients_match_hf():
     loss.backward()
     g_ref = hf.model.layers[1].mlp.down_proj.weight.grad
     assert rel_err(ours.layers[1].feed_forward.w2.weight.grad, g_ref) < 1e-4
-    g_ref = hf_to_meta(hf.model.layers[0].self_attn.k_proj.weight.grad, args.kv_heads)
+    g_ref = permute_hf_to_meta(hf.model.layers[0].self_attn.k_proj.weight.grad, args.kv_heads)
     assert rel_err(ours.layers[0].attention.wk.weight.grad, g_ref) < 1e-4
 
 
