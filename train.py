@@ -137,13 +137,18 @@ def main(argv=None):
             raise ValueError(f"{data}: no such dataset file" + ("" if a.task == "maths" else
                              f" (download ai2lumos/{data.stem} from Hugging Face, or pass --data)"))
         rows = read_conversations(data)
+        if not a.resume and latest_checkpoint(a.out) is not None:
+            raise ValueError(f"{a.out} already holds checkpoints: pass --resume to continue that run, "
+                             "or choose a new --out")
         if a.resume and latest_checkpoint(a.out) is None and d.is_main:
             print(f"--resume: no checkpoint in {a.out}/checkpoints yet, starting from step 0")
         out = Path(a.out)
         if a.init:
-            tokenizer = str(Path(a.init) / "tokenizer.model")
-            if not Path(tokenizer).is_file():
-                raise ValueError(f"--init {a.init} has no tokenizer.model")
+            # HF directories hold tokenizer.model; Meta's download keeps it one level up.
+            found = [p for p in (Path(a.init, "tokenizer.model"), Path(a.init).parent / "tokenizer.model") if p.is_file()]
+            if not found:
+                raise ValueError(f"--init {a.init}: no tokenizer.model in it or its parent directory")
+            tokenizer = str(found[0])
             model_args = None
         else:
             tokenizer = a.tokenizer
@@ -154,6 +159,9 @@ def main(argv=None):
                     print(f"training a {a.vocab_size}-piece SentencePiece BPE on {len(rows)} conversations", flush=True)
                     train_sentencepiece([r["messages"] for r in rows], str(out / "tokenizer"), a.vocab_size)
                 barrier(d)
+            if a.lr == 2e-5 and d.is_main:
+                print("note: --lr 2e-5 is the paper's fine-tuning rate; a model trained from scratch "
+                      "learns far faster with e.g. --lr 1e-3", flush=True)
             from lumos.model.tokenizer import Tokenizer
             margs = ModelArgs.preset(a.preset)
             overrides = {k: getattr(a, k) for k in ARCH_FLAGS if getattr(a, k)}

@@ -94,3 +94,11 @@ def test_export_matches_transformers(straight):
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), hf(ids).logits, rtol=1e-4, atol=1e-4)
     assert ours.args.vocab_size == tok.n_words == 320
+
+
+def test_rerun_into_a_used_out_dir_needs_resume(straight):
+    data, out = straight
+    r = _train("--data", str(data), "--tokenizer", str(out / "tokenizer.model"), "--out", str(out), *FLAGS)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines == [f"train.py: error: {out} already holds checkpoints: pass --resume "
+                                           "to continue that run, or choose a new --out"]
