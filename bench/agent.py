@@ -49,7 +49,8 @@ def run(planner, grounder, examples, batch_size: int) -> tuple[float, int, int]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--planner", help="checkpoint directory (default: a random Llama made here)")
+    p.add_argument("--planner", help="checkpoint directory, or 'gold' to replay GSM8K gold subgoals so that only the "
+                   "grounder decodes (default: a random Llama made here)")
     p.add_argument("--grounder", help="checkpoint directory (default: the planner)")
     p.add_argument("--n", type=int, default=64, help="GSM8K test questions")
     p.add_argument("--batch-size", type=int, default=32)
@@ -65,7 +66,15 @@ def main():
     tmp = tempfile.TemporaryDirectory()
     plan_path = a.planner or str(random_checkpoint(Path(tmp.name), a.dim, a.layers))
     kw = dict(device=a.device, dtype=a.dtype, max_new_tokens=a.max_new_tokens)
-    planner = LocalBackend(plan_path, batch_size=a.batch_size, **kw)
+    if plan_path == "gold":
+        from lumos.agent.backends import GoldBackend, load_gold
+        from lumos.annotations.prepare import ensure_prepared, gold_path
+        ensure_prepared(ROOT / "data", quiet=True)
+        planner = GoldBackend(load_gold(gold_path(ROOT / "data")), "planner", "iterative")
+        if not a.grounder:
+            p.error("--planner gold needs --grounder DIR")
+    else:
+        planner = LocalBackend(plan_path, batch_size=a.batch_size, **kw)
     grounder = planner if (a.grounder or plan_path) == plan_path else LocalBackend(a.grounder, batch_size=a.batch_size, **kw)
     examples = load_task("gsm8k", a.n)
     run(planner, grounder, examples[:2], 2)  # warm-up: allocator, stop-token table
