@@ -186,8 +186,9 @@ def main(argv=None):
         print(f"resuming {out}: {len(examples) - len(todo)} of {len(examples)} examples already done "
               "(delete the file to start over)", file=sys.stderr)
 
-    rows = {r["id"]: r for r in trace.rows}
     wanted = {e.id for e in examples}
+    prior = [r for r in trace.rows if r["id"] in wanted]
+    n_done, n_correct = len(prior), sum(r["correct"] for r in prior)  # the running metric of the bar
     t0, n_new, tokens_new = time.time(), 0, 0
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{args.task} {args.formulation}",
                unit="ex", dynamic_ncols=True)
@@ -198,10 +199,9 @@ def main(argv=None):
                    "correct": bool(s["correct"]), "score": s, "failure": ep.failure, "subgoals": ep.subgoals,
                    "n_tokens": ep.n_tokens, "steps": ep.steps}
             trace.write(row)
-            rows[ep.id] = row
             n_new, tokens_new = n_new + 1, tokens_new + ep.n_tokens
-            done = [r for i, r in rows.items() if i in wanted]
-            bar.set_postfix(acc=f"{sum(r['correct'] for r in done) / len(done):.3f}", refresh=False)
+            n_done, n_correct = n_done + 1, n_correct + row["correct"]
+            bar.set_postfix(acc=f"{n_correct / n_done:.3f}", refresh=False)
             bar.update(1)
     except BackendError as e:
         bar.close()
@@ -216,6 +216,7 @@ def main(argv=None):
     bar.close()
     trace.close()
 
+    rows = {r["id"]: r for r in trace.rows}
     done = [rows[e.id] for e in examples if e.id in rows]
     minutes = (time.time() - t0) / 60
     n = max(len(done), 1)

@@ -52,8 +52,14 @@ class LocalBackend:
         tok = next((d / "tokenizer.model" for d in (self.path, self.path.parent) if (d / "tokenizer.model").is_file()), None)
         if tok is None:
             raise BackendError(f"no tokenizer.model in {self.path} (or its parent): a checkpoint directory needs its tokenizer")
-        self.tokenizer = Tokenizer(str(tok.parent))  # the directory: its added_tokens.json may add <pad>
-        self.model = load_model(str(self.path), dtype=dtype, device=device)
+        try:
+            self.tokenizer = Tokenizer(str(tok.parent))  # the directory: its added_tokens.json may add <pad>
+            self.model = load_model(str(self.path), dtype=dtype, device=device)
+        except Exception as e:  # a broken or mismatched checkpoint: the loader's one-line reason
+            msg = (str(e).splitlines() or [""])[0]
+            if isinstance(e, (KeyError, TypeError, AttributeError)) or not msg:  # bare 'hidden_size' says little
+                msg = f"{type(e).__name__} {msg}".strip()
+            raise BackendError(f"cannot load {self.path}: {msg}") from None
         self.model.eval()
         self.name, self.bos, self.batch_size, self.max_new_tokens = f"local:{path}", bos, batch_size, max_new_tokens
 
