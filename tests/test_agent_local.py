@@ -88,15 +88,21 @@ def test_run_agent_local_completes_and_resumes_after_interruption(tiny_ckpt, tmp
     assert summary["this_session"]["examples"] == 3
 
 
-def test_run_agent_gold_planner_local_grounder(tiny_ckpt, tmp_path, capsys):
+@pytest.mark.parametrize("formulation", ["iterative", "onetime"])
+def test_run_agent_gold_planner_local_grounder(formulation, tiny_ckpt, tmp_path, capsys):
     """Gold subgoals + a (random) local grounder: the grounder's output reaches the executor."""
     out = tmp_path / "g.jsonl"
     assert _run(["--task", "gsm8k", "--planner", "gold", "--grounder", str(tiny_ckpt), "--limit", "3",
-                 "--max-new-tokens", "6", "--device", "cpu", "--out", str(out)]) == 0
+                 "--max-new-tokens", "6", "--device", "cpu", "--out", str(out), "--formulation", formulation]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3
     for r in rows:
         assert [s["module"] for s in r["steps"]] == ["planner", "grounder"]
         assert r["steps"][0]["generation"].startswith("Subgoal 1: ")
+        ground = r["steps"][1]["prompt"]
+        tail = ("Subgoals to be grounded: " + r["steps"][0]["generation"] if formulation == "onetime"
+                else "Subgoal to be grounded: " + r["subgoals"][0]) + "\n<|assistant|>\n"
+        assert ground.startswith("<|user|>\nPlease ground the given subgoal") and ground.endswith(tail)
         assert r["failure"] in ("unparsable_actions", "execution_error", "no_actions")
     assert "failures:" in capsys.readouterr().out
 
