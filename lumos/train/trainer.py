@@ -83,19 +83,19 @@ def flops_per_token(args: ModelArgs, n_params: int, seq_len: float) -> float:
 
 
 def measure_peak_flops(device: torch.device, dtype: torch.dtype) -> float:
-    """Dense matmul FLOP/s this device reaches right now (the MFU denominator: on a CPU there is
-    no datasheet number that applies to a shared machine, so measure one)."""
+    """Dense matmul FLOP/s this device reaches (the MFU denominator: on a CPU there is no
+    datasheet number that applies to a shared machine, so measure one; best of a few tries)."""
     n = 1024 if device.type == "cpu" else 8192
     a = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
+    a @ a
+    best = float("inf")
+    for _ in range(3 if device.type == "cpu" else 10):
+        _sync(device)
+        t = time.perf_counter()
         a @ a
-    reps = 4 if device.type == "cpu" else 20
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ a
-    _sync(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
 
 
 def _sync(device):
