@@ -12,14 +12,11 @@ trained grounder measures the grounder alone.
 """
 import json
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from lumos import prompts
+from lumos import http, prompts
 
 MAX_NEW_TOKENS = 512
 STOP = ("\n",)
@@ -128,25 +125,19 @@ class OpenAIBackend:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def _request(self, method: str, path: str, body: dict | None = None, retries: int | None = None) -> dict:
-        last, retries = "", retries or self.retries
-        for attempt in range(retries):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                r = requests.request(method, self.base + path, json=body, headers=self._headers(), timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as e:
-                last = f"cannot reach {self.base}{path} ({type(e).__name__})"
-                continue
-            if r.status_code == 429 or r.status_code >= 500:
-                last = f"{self.base}{path} answered HTTP {r.status_code}"
-                continue
-            if r.status_code != 200:
-                raise BackendError(f"{self.base}{path} answered HTTP {r.status_code}: {r.text[:200].strip()}")
-            try:
-                return r.json()
-            except ValueError:
-                raise BackendError(f"{self.base}{path} did not answer JSON: {r.text[:200]!r}") from None
-        raise BackendError(f"{last}; gave up after {retries} attempts")
+        url = self.base + path
+        try:  # retries connection errors, timeouts, 429 and 5xx with exponential backoff
+            r = http.request(method, url, json=body, headers=self._headers(), timeout=self.timeout,
+                             retries=max(retries or self.retries, 1) - 1, backoff=self.backoff)
+        except http.HTTPRetryError as e:
+            last = f"{url} answered {e.cause}" if e.status else f"cannot reach {url} ({e.cause})"
+            raise BackendError(f"{last}; gave up after {e.attempts} attempts") from None
+        if r.status_code != 200:
+            raise BackendError(f"{url} answered HTTP {r.status_code}: {r.text[:200].strip()}")
+        try:
+            return r.json()
+        except ValueError:
+            raise BackendError(f"{url} did not answer JSON: {r.text[:200]!r}") from None
 
     def _check_server(self):
         """GET /models: proves the server is up, and names the model when none was given."""

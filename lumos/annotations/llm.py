@@ -28,6 +28,7 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
+from lumos import http
 from lumos.annotations.build import KINDS, build_rows, dataset_filename
 
 TASKS = {  # task -> (conversion prompt key, grounding family)
@@ -37,7 +38,6 @@ TASKS = {  # task -> (conversion prompt key, grounding family)
     "web_agent": ("instruction_web_agent", "web_agent"),
 }
 PROMPTS_PATH = Path(__file__).resolve().parents[2] / "data" / "lumos" / "annotation_conversion_prompts.json"
-RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 class ParseError(ValueError):
@@ -152,35 +152,22 @@ class Client:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        why = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self._delay(attempt, why))
-            self._wait_turn()
-            self.n_requests += 1
-            try:
-                r = self.session.post(self.url, json=body, headers=headers, timeout=self.timeout)
-            except (requests.Timeout, requests.ConnectionError) as e:
-                why = f"{type(e).__name__}"
-                self.log(f"attempt {attempt + 1}: {why}; retrying")
-                continue
-            if r.status_code in RETRY_STATUS:
-                why = r.headers.get("Retry-After", "")
-                self.log(f"attempt {attempt + 1}: HTTP {r.status_code}; retrying")
-                continue
-            if r.status_code != 200:
-                raise FatalHTTPError(f"HTTP {r.status_code} from {self.url}: {r.text[:200]}")
-            try:
-                return r.json()["choices"][0]["message"]["content"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                raise ParseError(f"response is not a chat completion: {r.text[:120]!r}") from None
-        raise RuntimeError(f"gave up after {self.max_retries + 1} attempts ({why or 'server errors'})")
-
-    def _delay(self, attempt: int, retry_after: str) -> float:
+        try:  # retries 429, 5xx, timeouts and dropped connections, honouring Retry-After
+            r = http.request("POST", self.url, session=self.session, json=body, headers=headers, timeout=self.timeout,
+                             retries=self.max_retries, backoff=self.backoff, max_backoff=self.max_backoff,
+                             before=self._before_attempt, log=self.log)
+        except http.HTTPRetryError as e:  # run() logs a RuntimeError as a failed example and goes on
+            raise RuntimeError(f"gave up after {e.attempts} attempts ({e.cause})") from None
+        if r.status_code != 200:
+            raise FatalHTTPError(f"HTTP {r.status_code} from {self.url}: {r.text[:200]}")
         try:
-            return min(float(retry_after), self.max_backoff)
-        except ValueError:
-            return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+            return r.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise ParseError(f"response is not a chat completion: {r.text[:120]!r}") from None
+
+    def _before_attempt(self):
+        self._wait_turn()  # every attempt, retries included, counts against the requests-per-minute limit
+        self.n_requests += 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ import hashlib
 import json
 import math
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 import requests
 
+from lumos import http
 from lumos.tools import ToolError, Value
 from lumos.tools.expr import split_top_level
 
@@ -208,29 +208,23 @@ class KnowledgeQuery:
         path = self.cache_dir / f"{key}.json" if self.cache_dir else None
         if path is not None and path.exists():
             return json.loads(path.read_text(encoding="utf-8"))
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                self.n_requests += 1
-                resp = self.session.get(self.api_url, params=params, timeout=self.timeout)
-            except (requests.Timeout, requests.ConnectionError) as err:
-                last = f"{type(err).__name__}"
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}"
-                continue
-            if resp.status_code != 200:
-                raise ToolError(f"Wikipedia request failed: HTTP {resp.status_code}")
-            try:
-                data = resp.json()
-            except ValueError:
-                raise ToolError("Wikipedia answered with invalid JSON") from None
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(data), encoding="utf-8")
-                tmp.replace(path)      # atomic: a crash never leaves half a cache file
-            return data
-        raise ToolError(f"Wikipedia unreachable after {self.retries + 1} tries ({last})")
+        try:  # retries timeouts, connection errors, 429 and 5xx with exponential backoff
+            resp = http.request("GET", self.api_url, session=self.session, params=params, timeout=self.timeout,
+                                retries=self.retries, backoff=self.backoff, before=self._count_request)
+        except http.HTTPRetryError as e:
+            raise ToolError(f"Wikipedia unreachable after {e.attempts} tries ({e.cause})") from None
+        if resp.status_code != 200:
+            raise ToolError(f"Wikipedia request failed: HTTP {resp.status_code}")
+        try:
+            data = resp.json()
+        except ValueError:
+            raise ToolError("Wikipedia answered with invalid JSON") from None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            tmp.replace(path)      # atomic: a crash never leaves half a cache file
+        return data
+
+    def _count_request(self):
+        self.n_requests += 1
