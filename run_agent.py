@@ -20,6 +20,8 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROOT / "checkpoints/lumos-demo-ground"}
+# Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own
+DEFAULT_CKPT_ONETIME = {**DEFAULT_CKPT, "planner": ROOT / "checkpoints/lumos-demo-plan-onetime"}
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
 TASKS = ("gsm8k", "svamp", "hotpotqa", "strategyqa")
 
@@ -39,7 +41,8 @@ def parse_args(argv=None):
     for m in ("planner", "grounder"):
         p.add_argument(f"--{m}", metavar="SPEC", help=f"the {m}: a checkpoint directory (HF or Meta layout), a hub id "
                        f"(ai2lumos/lumos_maths_{m[:4] if m == 'planner' else 'ground'}_iterative), 'gold', or an "
-                       f"OpenAI-compatible endpoint URL (http://host:8000/v1). Default: {rel(DEFAULT_CKPT[m])}")
+                       f"OpenAI-compatible endpoint URL (http://host:8000/v1). Default: {rel(DEFAULT_CKPT[m])}"
+                       + (f" ({rel(DEFAULT_CKPT_ONETIME[m])} with --formulation onetime)" if m == "planner" else ""))
         p.add_argument(f"--{m}-model", metavar="NAME", help=f"model name to request from the {m}'s endpoint "
                        "(default: $OPENAI_MODEL, else the server's first /models entry)")
     p.add_argument("--url", default=os.environ.get("OPENAI_BASE_URL"),
@@ -91,9 +94,10 @@ def make_backends(args):
                     fail(f"--backend openai needs an endpoint: --url http://host:8000/v1 (or $OPENAI_BASE_URL), or --{m} URL")
                 spec = args.url
             else:
-                spec = str(DEFAULT_CKPT[m])
+                default = (DEFAULT_CKPT_ONETIME if args.formulation == "onetime" else DEFAULT_CKPT)[m]
+                spec = str(default)
                 if not Path(spec).is_dir():
-                    fail(f"no default {m} checkpoint at {rel(DEFAULT_CKPT[m])} yet: try --backend gold "
+                    fail(f"no default {m} checkpoint at {rel(default)} yet: try --backend gold "
                          f"(replays gold annotations), or pass --planner/--grounder a checkpoint directory from train.py, "
                          f"a hub id such as ai2lumos/lumos_maths_plan_iterative, or an http:// endpoint")
         specs[m] = spec
