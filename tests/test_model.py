@@ -134,6 +134,30 @@ def test_cached_decoding_equals_full_recomputation():
     assert rel_err(last[:, 0], full[:, -1]) < 1e-5
 
 
+def test_logits_at_label_positions_equal_full_logits_and_gradients():
+    """Training asks only for the logits of label positions; loss and gradients must not change."""
+    args = CONFIGS[0][1]
+    _, model = make_pair(args)
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, args.vocab_size, (2, 20), generator=g)
+    targets = torch.randint(0, args.vocab_size, (2, 20), generator=g)
+    targets[:, :12] = -100                                   # prompt positions: no loss
+    at = (targets.flatten() != -100).nonzero().squeeze(1)
+    full = model(tokens)
+    ref = torch.nn.functional.cross_entropy(full.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    ref.backward()
+    g_ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    part = model(tokens, logits_at=at)
+    assert part.shape == (len(at), args.vocab_size)
+    assert rel_err(part, full.flatten(0, 1)[at]) < 1e-6
+    loss = torch.nn.functional.cross_entropy(part, targets.flatten()[at])
+    loss.backward()
+    assert abs(loss.item() - ref.item()) < 1e-6
+    for n, p in model.named_parameters():
+        assert rel_err(p.grad, g_ref[n]) < 1e-5, n
+
+
 def test_left_padded_batch_equals_each_row_alone():
     args = CONFIGS[0][1]
     _, model = make_pair(args)

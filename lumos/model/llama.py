@@ -139,8 +139,10 @@ class Transformer(nn.Module):
             self.output.weight = self.tok_embeddings.weight
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, input_pos: int = 0,
-                last_only: bool = False) -> torch.Tensor:
+                last_only: bool = False, logits_at: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T) int64 -> logits (B, T, vocab_size) in fp32 (B, 1, vocab) if last_only.
+        logits_at (N,) flat indices into B*T -> logits (N, vocab) of those positions only: training
+        scores only assistant tokens (~1 in 8 in Lumos data), so the output layer and the loss skip the rest.
 
         With a cache, row b's token at slot s has position s - cache.pad[b] (rows are left-padded
         to a common length), and may attend to slots pad[b]..s. Pad slots attend to themselves
@@ -162,6 +164,8 @@ class Transformer(nn.Module):
             h = layer(h, freqs_cis, cache, input_pos, mask)
         if last_only:
             h = h[:, -1:]
+        elif logits_at is not None:
+            h = h.flatten(0, 1)[logits_at]
         return self.output(self.norm(h)).float()
 
     @torch.no_grad()

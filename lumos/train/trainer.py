@@ -209,10 +209,11 @@ def forward_backward(model, batches, n_labels: int, autocast) -> torch.Tensor:
     for a, (tokens, targets) in enumerate(batches):
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP: reduce-scatter once, after the last
             model.set_requires_gradient_sync(a == len(batches) - 1)
+        targets = targets.flatten()
+        at = (targets != IGNORE_INDEX).nonzero().squeeze(1)  # label positions: the only logits we need
         with autocast:
-            logits = model(tokens)  # (B, T, V) fp32
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
-                               reduction="sum") / n_labels
+            logits = model(tokens, logits_at=at)  # (N, V) fp32
+        loss = F.cross_entropy(logits, targets[at], reduction="sum") / n_labels
         loss.backward()
         total += loss.detach()
     return total
