@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from lumos.tools import ToolError
-from lumos.tools.qa import BM25, QA, KnowledgeQuery, ParagraphRetrieve
+from lumos.tools.bm25 import BM25
+from lumos.tools.qa import QA, KnowledgeQuery, ParagraphRetrieve
 
 PAGES = {
     "Julius Caesar": "Julius Caesar was a Roman general and statesman.\n== Family ==\n"

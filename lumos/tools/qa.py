@@ -9,56 +9,19 @@ QA's answering backend is handed in (the agent wires a model): nothing here impo
 """
 import hashlib
 import json
-import math
 import re
-from collections import Counter
 from pathlib import Path
 
 import requests
 
 from lumos import http
 from lumos.tools import ToolError, Value
+from lumos.tools.bm25 import BM25
 from lumos.tools.expr import split_top_level
 
 WIKIPEDIA_API = "https://en.wikipedia.org/w/api.php"
 USER_AGENT = "lumos-agent/0.1 (research reimplementation of arXiv 2311.05657)"
 _REF = re.compile(r"R\d+")
-_WORD = re.compile(r"\w+")
-_STOP = set("a an the of in on at to for and or is are was were be been by with as from that this it its "
-            "what which who whom whose when where why how did do does has have had".split())
-
-
-def words(text: str) -> list[str]:
-    """Lowercased word tokens without the most common function words (BM25's terms)."""
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
-
-
-class BM25:
-    """Okapi BM25 over a fixed list of documents (k1=1.5, b=0.75, the usual defaults)."""
-
-    def __init__(self, docs: list[str], k1: float = 1.5, b: float = 0.75):
-        self.k1, self.b = k1, b
-        self.tfs = [Counter(words(d)) for d in docs]
-        self.lens = [sum(tf.values()) for tf in self.tfs]
-        self.avg_len = (sum(self.lens) / len(self.lens)) if self.lens else 0.0
-        df = Counter(w for tf in self.tfs for w in tf)
-        n = len(docs)
-        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in df.items()}
-
-    def scores(self, query: str) -> list[float]:
-        q = words(query)
-        out = []
-        for tf, length in zip(self.tfs, self.lens):
-            norm = self.k1 * (1 - self.b + self.b * length / (self.avg_len or 1))
-            out.append(sum(self.idf.get(w, 0.0) * tf[w] * (self.k1 + 1) / (tf[w] + norm) for w in q if w in tf))
-        return out
-
-    def top(self, query: str, k: int) -> list[int]:
-        """Indices of the k best documents, best first (ties: earlier document first)."""
-        s = self.scores(query)
-        return sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
-
-
 def _split_context_query(args: str, prefix: str) -> tuple[str, str]:
     """'R1, Query: who ...?' -> ('R1', 'who ...?'); the query may itself contain commas."""
     parts = split_top_level(args)
