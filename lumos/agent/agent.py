@@ -59,6 +59,7 @@ class Episode:
     planner_calls: int = 0
     failure: str | None = None
     prediction: str | None = None
+    outcome: dict = field(default_factory=dict)   # what the executor's finish() reported (e.g. a reward)
 
     def finish(self, failure: str | None = None):
         self.state, self.failure = "done", failure
@@ -88,8 +89,9 @@ def classify(grounding: str, records: list) -> str | None:
 
 
 class Agent:
-    """planner, grounder: backends (`complete(prompts, ids) -> list[Completion]`); executor: an object
-    with `run(grounding, env) -> list[ActionRecord]` (lumos.agent.executor); family: 'maths' | 'complex_qa'."""
+    """planner, grounder: backends (`complete(prompts, ids) -> list[Completion]`); executor: a
+    lumos.agent.executor.Executor (`start(example) -> env`, `run(grounding, env) -> list[ActionRecord]`,
+    `finish(env) -> outcome`); family: a key of prompts.GROUND_PREFIX ('maths', 'complex_qa', ...)."""
 
     def __init__(self, planner, grounder, executor, family: str = "maths", formulation: str = "iterative",
                  max_rounds: int = MAX_ROUNDS):
@@ -104,12 +106,15 @@ class Agent:
         while True:
             while len(active) < batch_size and (ex := next(todo, None)) is not None:
                 active.append(Episode(ex.id, ex.question, getattr(ex, "answer", None),
-                                      plan_prompt=plan_prompt_first(ex.question)))
+                                      plan_prompt=plan_prompt_first(ex.question), env=self.executor.start(ex)))
             if not active:
                 return
             self.plan_step([e for e in active if e.state == "plan"])
             self.ground_step([e for e in active if e.state == "ground"])
-            yield from (e for e in active if e.state == "done")
+            for e in active:
+                if e.state == "done":
+                    e.outcome = self.executor.finish(e.env)
+                    yield e
             active = [e for e in active if e.state != "done"]
 
     # -- planner ---------------------------------------------------------------------------------------

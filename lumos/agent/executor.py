@@ -140,6 +140,22 @@ class Executor:
     def __init__(self, tools: dict):
         self.tools = dict(tools)
 
+    # -- the per-episode environment ---------------------------------------------------------------
+    # Stateless families (maths, complex QA) need nothing but the R_j bindings. Interactive families
+    # (SQL, WebShop, Mind2Web, a live browser) subclass Executor and override these two: `start` opens
+    # the episode's session (a database connection, a shop session, a browser page) and returns the
+    # env the tools will see, with the session under a capitalised name (e.g. env["Env"]; actions may
+    # name it, as in `CLICK(Env, QUERY: ...)`, and the R_j resolver never touches it); `finish` closes
+    # it and returns what the task's metric needs beyond the prediction (e.g. {"reward": 0.75}).
+
+    def start(self, example) -> dict:
+        """A fresh env (name -> value) for one episode of `example` (.id, .question, .answer, .meta)."""
+        return {}
+
+    def finish(self, env: dict) -> dict:
+        """Close the episode's session; return its outcome for the metric ({} when there is none)."""
+        return {}
+
     def run(self, grounding: str, env: dict) -> list[ActionRecord]:
         """Execute every action of `grounding` in order; results are bound into `env` (name -> Value,
         a str). Returns one record per action. Never raises."""

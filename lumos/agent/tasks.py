@@ -12,7 +12,7 @@ import math
 import re
 import string
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +24,7 @@ class Example:
     id: str
     question: str
     answer: str
+    meta: dict = field(default_factory=dict)   # what a family's environment needs (a database name, a goal, ...)
 
 
 @dataclass(frozen=True)
