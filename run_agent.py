@@ -23,7 +23,6 @@ DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROO
 # Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own
 DEFAULT_CKPT_ONETIME = {**DEFAULT_CKPT, "planner": ROOT / "checkpoints/lumos-demo-plan-onetime"}
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
-TASKS = ("gsm8k", "svamp", "hotpotqa", "strategyqa")
 
 BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's trainer tokenized each training "
             "conversation with BOS first, while its inference code tokenized prompts without it; we match "
@@ -32,6 +31,7 @@ BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's traine
 
 
 def parse_args(argv=None):
+    from lumos.agent.tasks import TASKS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=TASKS, default="gsm8k")
     p.add_argument("--formulation", choices=("iterative", "onetime"), default="iterative",
@@ -198,7 +198,7 @@ def main(argv=None):
                unit="ex", dynamic_ncols=True)
     try:
         for ep in agent.run(todo, batch_size=args.batch_size):
-            s = score(args.task, ep.prediction, ep.gold)
+            s = score(args.task, ep.prediction, ep.gold, ep.outcome)
             row = {"id": ep.id, "question": ep.question, "gold": ep.gold, "prediction": ep.prediction,
                    "correct": bool(s["correct"]), "score": s, "failure": ep.failure, "subgoals": ep.subgoals,
                    "n_tokens": ep.n_tokens, "steps": ep.steps}

@@ -1,4 +1,7 @@
-"""Evaluation tasks: loaders, the final-answer rule, and the metrics.
+"""Evaluation tasks: the registry, loaders, the final-answer rule, and the metrics.
+
+A family with an environment of its own (SQL, WebShop, Mind2Web) keeps its loader and metric in a
+module of this package (lumos/agent/tasks/<family>.py) and registers its tasks in TASKS below.
 
     load_task("gsm8k")      -> [Example("gsm8k-test-0", "Janet's ducks ...", "18"), ...]
     score("gsm8k", "$18.00", "18") -> {"correct": True, "em": 1.0, "f1": 1.0}
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = Path(__file__).resolve().parents[3] / "data"
 
 
 @dataclass
@@ -162,8 +165,10 @@ def to_bool(text) -> bool | None:
     return None
 
 
-def score(task: str, prediction, gold) -> dict:
-    """-> {"correct": bool, "em": float, "f1": float} for one example. A None prediction is wrong."""
+def score(task: str, prediction, gold, outcome: dict | None = None) -> dict:
+    """-> {"correct": bool, "em": float, "f1": float, ...} for one example. A None prediction is wrong.
+    outcome: what the episode's executor reported at finish (Executor.finish), for the interactive
+    families whose metric needs the environment (a database, a shop's reward)."""
     family = TASKS[task].family if task in TASKS else task
     if task == "strategyqa":
         pb, gb = to_bool(prediction), to_bool(gold)
