@@ -23,6 +23,7 @@ DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROO
 # Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own
 DEFAULT_CKPT_ONETIME = {**DEFAULT_CKPT, "planner": ROOT / "checkpoints/lumos-demo-plan-onetime"}
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
+WEB_MAX_ROUNDS = 64  # Lumos-I planner calls per web task: Mind2Web tasks run to ~30 steps
 
 BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's trainer tokenized each training "
             "conversation with BOS first, while its inference code tokenized prompts without it; we match "
@@ -61,7 +62,20 @@ def parse_args(argv=None):
     p.add_argument("--corpus", default=None, help="complex QA: answer KnowledgeQuery from a local directory of *.txt / "
                    "*.jsonl {title, text} pages instead of Wikipedia over HTTP")
     p.add_argument("--cache-dir", default=None, help="where hub ids are downloaded (default: lumos.model.hub's cache)")
-    return p.parse_args(argv)
+    web = p.add_argument_group("web agents (--task mind2web)")
+    web.add_argument("--mind2web-data", metavar="DIR", default=str(ROOT / "data/mind2web"),
+                     help="the released Mind2Web JSON: DIR/{train,test_task,test_website,test_domain}/*.json "
+                     "(default: the hand-written fixture data/mind2web)")
+    web.add_argument("--mind2web-split", choices=("test_task", "test_website", "test_domain", "train"), default="test_task")
+    web.add_argument("--mind2web-scores", metavar="FILE", default=None,
+                     help="MindAct's candidate ranks (scores_all_data.pkl or .json): offer only each step's top 50")
+    web.add_argument("--ranker", choices=("bm25", "oracle"), default="bm25",
+                     help="which element a web action's QUERY picks: BM25 over the candidates' text, or (offline "
+                     "Mind2Web only) the gold element, to check everything but ranking")
+    args = p.parse_args(argv)
+    if args.ranker == "oracle" and args.task != "mind2web":
+        p.error("--ranker oracle needs the recorded gold elements of --task mind2web")
+    return args
 
 
 def rel(p: Path) -> str:
@@ -80,8 +94,9 @@ def tag(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[:40] or "x"
 
 
-def make_backends(args):
-    """-> (planner, grounder) backends, from --planner/--grounder or --backend's default."""
+def make_backends(args, examples=None):
+    """-> (planner, grounder) backends, from --planner/--grounder or --backend's default. `examples`: the
+    loaded web-task examples, whose gold annotations (example.meta["gold"]) the gold backend replays."""
     from lumos.agent.backends import GoldBackend, LocalBackend, OpenAIBackend, load_gold
     specs, local_cache, gold_rows = {}, {}, None
     for m in ("planner", "grounder"):
@@ -103,7 +118,10 @@ def make_backends(args):
         specs[m] = spec
     backends = {}
     for m, spec in specs.items():
-        if spec == "gold":
+        if spec == "gold" and examples and "gold" in examples[0].meta:
+            gold_rows = {e.id: e.meta["gold"] for e in examples}
+            backends[m] = GoldBackend(gold_rows, m, args.formulation)
+        elif spec == "gold":
             if args.task not in GOLD:
                 fail(f"gold annotations exist only for {', '.join(GOLD)}; --task {args.task} needs a model planner/grounder")
             if args.question:
@@ -123,6 +141,15 @@ def make_backends(args):
     return backends["planner"], backends["grounder"], specs
 
 
+def load_examples(args):
+    """The web tasks' examples (they carry their own gold annotations): --mind2web-data/--mind2web-split."""
+    from lumos.agent.tasks.mind2web import load_mind2web
+    try:
+        return load_mind2web(args.mind2web_data, args.mind2web_split, args.limit, args.mind2web_scores)
+    except (OSError, ValueError, KeyError) as e:
+        fail(f"cannot load Mind2Web from {args.mind2web_data}: {type(e).__name__}: {e}")
+
+
 def ensure_gold(task: str) -> Path:
     """data/gold/<task>_test.jsonl, made by data/prepare.py's converter (a few seconds) when missing."""
     path = GOLD[task]
@@ -133,10 +160,13 @@ def ensure_gold(task: str) -> Path:
     return path
 
 
-def make_executor(family: str, planner, grounder, corpus: str | None = None):
+def make_executor(family: str, planner, grounder, corpus: str | None = None, args=None):
     from lumos.agent import executor as ex
     if family == "maths":
         return ex.maths_executor()
+    if args is not None and args.task == "mind2web":
+        from lumos.tools.web import RANKERS
+        return ex.mind2web_executor(RANKERS[args.ranker]())
     from lumos.agent.agent import answer_fn_from
     from lumos.agent.backends import GoldBackend
     qa = grounder if not isinstance(grounder, GoldBackend) else planner
@@ -154,17 +184,21 @@ def main(argv=None):
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     from tqdm import tqdm
 
-    from lumos.agent.agent import FAILURES, Agent
+    from lumos.agent.agent import FAILURES, MAX_ROUNDS, Agent
     from lumos.agent.backends import BackendError
     from lumos.agent.tasks import TASKS as TASK_INFO, load_task, score
     from lumos.agent.trace import Trace
 
+    family = TASK_INFO[args.task].family
+    if family == "web_agent" and args.question:
+        fail(f"--task {args.task} acts on web pages; it cannot answer a --question")
+    examples = load_examples(args) if family == "web_agent" else None
     try:
-        planner, grounder, specs = make_backends(args)
+        planner, grounder, specs = make_backends(args, examples)
     except BackendError as e:
         fail(str(e))
-    family = TASK_INFO[args.task].family
-    agent = Agent(planner, grounder, make_executor(family, planner, grounder, args.corpus), family, args.formulation)
+    agent = Agent(planner, grounder, make_executor(family, planner, grounder, args.corpus, args), family, args.formulation,
+                  max_rounds=WEB_MAX_ROUNDS if family == "web_agent" else MAX_ROUNDS)
 
     if args.question:  # one question of one's own: print the episode, write nothing
         ex = SimpleNamespace(id="question-0", question=args.question, answer=None)
@@ -179,7 +213,7 @@ def main(argv=None):
         print(f"answer: {ep.prediction}" + (f"   (failure: {ep.failure}: {FAILURES[ep.failure]})" if ep.failure else ""))
         return 0
 
-    examples = load_task(args.task, args.limit)
+    examples = examples if examples is not None else load_task(args.task, args.limit)
     out = Path(args.out or ROOT / "outputs" / f"{args.task}-{args.formulation}-{tag(specs['planner'])}-{tag(specs['grounder'])}.jsonl")
     try:
         trace = Trace(out)
@@ -201,6 +235,7 @@ def main(argv=None):
             s = score(args.task, ep.prediction, ep.gold, ep.outcome)
             row = {"id": ep.id, "question": ep.question, "gold": ep.gold, "prediction": ep.prediction,
                    "correct": bool(s["correct"]), "score": s, "failure": ep.failure, "subgoals": ep.subgoals,
+                   "outcome": ep.outcome,
                    "n_tokens": ep.n_tokens, "steps": ep.steps}
             trace.write(row)
             n_new, tokens_new = n_new + 1, tokens_new + ep.n_tokens
@@ -227,6 +262,9 @@ def main(argv=None):
     metrics = {"accuracy": sum(r["correct"] for r in done) / n}
     if args.task == "hotpotqa":  # the paper reports HotpotQA by exact match and F1 too
         metrics.update({k: sum(r["score"][k] for r in done) / n for k in ("em", "f1")})
+    if args.task == "mind2web":  # element accuracy, operation F1, step / task success (micro and macro)
+        from lumos.agent.tasks.mind2web import aggregate
+        metrics = aggregate([r["score"] for r in done])
     summary = {"task": args.task, "formulation": args.formulation, "planner": specs["planner"],
                "grounder": specs["grounder"], "bos": args.bos, "n": len(done), "metrics": metrics,
                "failures": dict(collections.Counter(r["failure"] for r in done if r["failure"])),
@@ -237,7 +275,7 @@ def main(argv=None):
     summary_path = out.with_name(out.name.removesuffix(".jsonl") + ".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{args.task} ({args.formulation}), {len(done)} examples: "
-          + ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items()))
+          + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["metrics"].items()))
     print("failures: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items())) or "none"))
     print(f"tokens generated: {summary['tokens_generated']}; this run: {n_new} examples in {minutes:.2f} min"
           + (f" ({summary['this_session']['examples_per_minute']} examples/minute)" if n_new else ""))

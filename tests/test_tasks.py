@@ -23,8 +23,8 @@ def test_loaders_ids_and_answers():
     assert len(hot) == 7405 and hot[0].id == "hotpotqa-dev-0" and hot[0].answer == "yes"
     sqa = load_task("strategyqa")
     assert len(sqa) == 2290 and sqa[0].id == "strategyqa-test-0" and sqa[0].answer in ("True", "False")
-    assert {t: TASKS[t].family for t in TASKS} == {"gsm8k": "maths", "svamp": "maths",
-                                                   "hotpotqa": "complex_qa", "strategyqa": "complex_qa"}
+    assert {t: TASKS[t].family for t in ("gsm8k", "svamp", "hotpotqa", "strategyqa")} == {
+        "gsm8k": "maths", "svamp": "maths", "hotpotqa": "complex_qa", "strategyqa": "complex_qa"}
     with pytest.raises(ValueError, match="unknown task"):
         load_task("mmlu")
 

@@ -225,6 +225,33 @@ def last_result(records: list[ActionRecord]) -> str | None:
     return None
 
 
+class PageExecutor(Executor):
+    """The web families: CLICK / TYPE / SELECT (lumos/tools/web.py) on a page opened per episode.
+
+    open_page(example) -> page (a recorded Mind2Web task, a browser tab); close_page(page) -> the outcome
+    the metric needs (the recorded predictions, a MiniWoB reward). ranker(query, elements) -> order."""
+
+    def __init__(self, open_page, close_page, ranker):
+        from lumos.tools.web import web_tools
+        super().__init__(web_tools(ranker))
+        self.open_page, self.close_page = open_page, close_page
+
+    def start(self, example) -> dict:
+        return {"Env": self.open_page(example)}
+
+    def finish(self, env: dict) -> dict:
+        return self.close_page(env["Env"])
+
+
+def mind2web_executor(ranker=None) -> PageExecutor:
+    """Offline Mind2Web: each episode replays its example's recorded steps (example.meta["steps"]);
+    the outcome is {"steps": the prediction of every step acted on}. Default ranker: BM25."""
+    from lumos.envs.mind2web import RecordedPage
+    from lumos.tools.web import BM25Ranker
+    return PageExecutor(lambda ex: RecordedPage(ex.meta["steps"]), lambda page: {"steps": page.predictions},
+                        ranker or BM25Ranker())
+
+
 def maths_executor() -> Executor:
     """Calculator, SetEquation, SolveEquation, Define, Count, SolveInequality, Code — all local."""
     return Executor(MATHS_TOOLS)

@@ -43,6 +43,8 @@ TASKS = {
     "svamp": Task("svamp", "maths", "svamp/test.json", "test"),
     "hotpotqa": Task("hotpotqa", "complex_qa", "hotpotqa/dev.json", "dev"),
     "strategyqa": Task("strategyqa", "complex_qa", "strategyqa/test.json", "test"),
+    # web agents (the Lumos CLICK/TYPE/SELECT actions): lumos/agent/tasks/mind2web.py
+    "mind2web": Task("mind2web", "web_agent", "mind2web", "test_task"),
 }
 
 
@@ -63,6 +65,9 @@ def load_task(name: str, limit: int | None = None, data_dir: Path | str = DATA_D
         raise ValueError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
     task = TASKS[name]
     path = Path(data_dir) / task.path
+    if task.family == "web_agent" and name == "mind2web":
+        from lumos.agent.tasks.mind2web import load_mind2web
+        return load_mind2web(path, task.split, limit)
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     else:
@@ -170,6 +175,9 @@ def score(task: str, prediction, gold, outcome: dict | None = None) -> dict:
     outcome: what the episode's executor reported at finish (Executor.finish), for the interactive
     families whose metric needs the environment (a database, a shop's reward)."""
     family = TASKS[task].family if task in TASKS else task
+    if task == "mind2web":   # the steps the episode acted on, against the recorded ones
+        from lumos.agent.tasks.mind2web import score_task
+        return score_task((outcome or {}).get("steps", []), gold)
     if task == "strategyqa":
         pb, gb = to_bool(prediction), to_bool(gold)
         ok = pb is not None and pb == gb

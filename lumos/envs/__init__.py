@@ -1,0 +1,4 @@
+"""Environments the agent's tools act on (recorded Mind2Web pages, a headless browser, ...).
+
+They are real things a user may run without the agent: nothing here imports lumos.model or lumos.agent.
+"""
