@@ -23,6 +23,7 @@ DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROO
 # Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own
 DEFAULT_CKPT_ONETIME = {**DEFAULT_CKPT, "planner": ROOT / "checkpoints/lumos-demo-plan-onetime"}
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
+from lumos.agent.tasks.miniwob import TASKS as MINIWOB_TASKS  # noqa: E402  (a tuple of names; imports nothing heavy)
 WEB_MAX_ROUNDS = 64  # Lumos-I planner calls per web task: Mind2Web tasks run to ~30 steps
 
 BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's trainer tokenized each training "
@@ -62,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--corpus", default=None, help="complex QA: answer KnowledgeQuery from a local directory of *.txt / "
                    "*.jsonl {title, text} pages instead of Wikipedia over HTTP")
     p.add_argument("--cache-dir", default=None, help="where hub ids are downloaded (default: lumos.model.hub's cache)")
-    web = p.add_argument_group("web agents (--task mind2web)")
+    web = p.add_argument_group("web agents (--task mind2web | miniwob)")
     web.add_argument("--mind2web-data", metavar="DIR", default=str(ROOT / "data/mind2web"),
                      help="the released Mind2Web JSON: DIR/{train,test_task,test_website,test_domain}/*.json "
                      "(default: the hand-written fixture data/mind2web)")
@@ -72,7 +73,21 @@ def parse_args(argv=None):
     web.add_argument("--ranker", choices=("bm25", "oracle"), default="bm25",
                      help="which element a web action's QUERY picks: BM25 over the candidates' text, or (offline "
                      "Mind2Web only) the gold element, to check everything but ranking")
+    web.add_argument("--miniwob-tasks", default=",".join(MINIWOB_TASKS),
+                     help="comma-separated MiniWoB++ task pages (default: %(default)s)")
+    web.add_argument("--miniwob-episodes", type=int, default=10, help="episodes (seeds 0..N-1) per MiniWoB++ task")
+    web.add_argument("--miniwob-max-ms", type=int, default=None,
+                     help="override a MiniWoB++ episode's time limit (the pages' own: 10000 ms)")
+    web.add_argument("--browsers", type=int, default=2,
+                     help="MiniWoB++: headless Chromium windows, i.e. episodes in flight at once")
+    web.add_argument("--screenshots", metavar="DIR", default=None,
+                     help="MiniWoB++: a screenshot per step into DIR/<episode id>/ (default: next to --out, OUT minus .jsonl + _screenshots)")
     args = p.parse_args(argv)
+    if args.miniwob_episodes < 1 or args.browsers < 1:
+        p.error("--miniwob-episodes and --browsers must be at least 1")
+    unknown = set(args.miniwob_tasks.split(",")) - set(MINIWOB_TASKS)
+    if args.task == "miniwob" and unknown:
+        p.error(f"--miniwob-tasks: no oracle for {', '.join(sorted(unknown))} (known: {', '.join(MINIWOB_TASKS)})")
     if args.ranker == "oracle" and args.task != "mind2web":
         p.error("--ranker oracle needs the recorded gold elements of --task mind2web")
     return args
@@ -118,7 +133,10 @@ def make_backends(args, examples=None):
         specs[m] = spec
     backends = {}
     for m, spec in specs.items():
-        if spec == "gold" and examples and "gold" in examples[0].meta:
+        if spec == "gold" and args.task == "miniwob":   # the scripted oracle writes MiniWoB's annotations
+            from lumos.agent.tasks.miniwob import OracleBackend
+            backends[m] = OracleBackend(m, args.formulation)
+        elif spec == "gold" and examples and "gold" in examples[0].meta:
             gold_rows = {e.id: e.meta["gold"] for e in examples}
             backends[m] = GoldBackend(gold_rows, m, args.formulation)
         elif spec == "gold":
@@ -142,8 +160,12 @@ def make_backends(args, examples=None):
 
 
 def load_examples(args):
-    """The web tasks' examples (they carry their own gold annotations): --mind2web-data/--mind2web-split."""
+    """The web tasks' examples: Mind2Web's carry their own gold annotations (--mind2web-data/--mind2web-split);
+    MiniWoB++'s are task pages and seeds."""
     from lumos.agent.tasks.mind2web import load_mind2web
+    from lumos.agent.tasks.miniwob import load_miniwob
+    if args.task == "miniwob":
+        return load_miniwob(args.miniwob_tasks.split(","), args.miniwob_episodes, limit=args.limit)
     try:
         return load_mind2web(args.mind2web_data, args.mind2web_split, args.limit, args.mind2web_scores)
     except (OSError, ValueError, KeyError) as e:
@@ -167,6 +189,8 @@ def make_executor(family: str, planner, grounder, corpus: str | None = None, arg
     if args is not None and args.task == "mind2web":
         from lumos.tools.web import RANKERS
         return ex.mind2web_executor(RANKERS[args.ranker]())
+    if args is not None and args.task == "miniwob":
+        return ex.miniwob_executor(args.screenshots, args.miniwob_max_ms)
     from lumos.agent.agent import answer_fn_from
     from lumos.agent.backends import GoldBackend
     qa = grounder if not isinstance(grounder, GoldBackend) else planner
@@ -197,8 +221,13 @@ def main(argv=None):
         planner, grounder, specs = make_backends(args, examples)
     except BackendError as e:
         fail(str(e))
-    agent = Agent(planner, grounder, make_executor(family, planner, grounder, args.corpus, args), family, args.formulation,
+    out = Path(args.out or ROOT / "outputs" / f"{args.task}-{args.formulation}-{tag(specs['planner'])}-{tag(specs['grounder'])}.jsonl")
+    if args.task == "miniwob" and args.screenshots is None:
+        args.screenshots = str(out.with_name(out.name.removesuffix(".jsonl") + "_screenshots"))
+    executor = make_executor(family, planner, grounder, args.corpus, args)
+    agent = Agent(planner, grounder, executor, family, args.formulation,
                   max_rounds=WEB_MAX_ROUNDS if family == "web_agent" else MAX_ROUNDS)
+    batch_size = min(args.batch_size, args.browsers) if args.task == "miniwob" else args.batch_size
 
     if args.question:  # one question of one's own: print the episode, write nothing
         ex = SimpleNamespace(id="question-0", question=args.question, answer=None)
@@ -214,7 +243,6 @@ def main(argv=None):
         return 0
 
     examples = examples if examples is not None else load_task(args.task, args.limit)
-    out = Path(args.out or ROOT / "outputs" / f"{args.task}-{args.formulation}-{tag(specs['planner'])}-{tag(specs['grounder'])}.jsonl")
     try:
         trace = Trace(out)
     except ValueError as e:
@@ -231,7 +259,7 @@ def main(argv=None):
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{args.task} {args.formulation}",
                unit="ex", dynamic_ncols=True)
     try:
-        for ep in agent.run(todo, batch_size=args.batch_size):
+        for ep in agent.run(todo, batch_size=batch_size):
             s = score(args.task, ep.prediction, ep.gold, ep.outcome)
             row = {"id": ep.id, "question": ep.question, "gold": ep.gold, "prediction": ep.prediction,
                    "correct": bool(s["correct"]), "score": s, "failure": ep.failure, "subgoals": ep.subgoals,
@@ -242,7 +270,7 @@ def main(argv=None):
             n_done, n_correct = n_done + 1, n_correct + row["correct"]
             bar.set_postfix(acc=f"{n_correct / n_done:.3f}", refresh=False)
             bar.update(1)
-    except BackendError as e:
+    except (BackendError, RuntimeError) as e:   # RuntimeError: a browser that cannot start or open a page
         bar.close()
         trace.close()
         fail(f"{e} ({n_new} examples finished and saved in {out}; rerun to resume)")
@@ -252,6 +280,8 @@ def main(argv=None):
         print(f"\ninterrupted: {n_new} examples finished and saved in {out}; rerun the same command to resume",
               file=sys.stderr)
         return 130
+    finally:
+        getattr(executor, "close", lambda: None)()   # the browsers of a live web task
     bar.close()
     trace.close()
 
@@ -265,6 +295,11 @@ def main(argv=None):
     if args.task == "mind2web":  # element accuracy, operation F1, step / task success (micro and macro)
         from lumos.agent.tasks.mind2web import aggregate
         metrics = aggregate([r["score"] for r in done])
+    if args.task == "miniwob":   # success = MiniWoB's raw reward 1.0; per task too
+        metrics["mean_reward"] = sum(r["score"]["reward"] for r in done) / n
+        for t in args.miniwob_tasks.split(","):
+            mine = [r["correct"] for r in done if r["id"].rsplit("-", 1)[0] == f"miniwob-{t}"]
+            metrics[f"success_{t}"] = sum(mine) / max(len(mine), 1)
     summary = {"task": args.task, "formulation": args.formulation, "planner": specs["planner"],
                "grounder": specs["grounder"], "bos": args.bos, "n": len(done), "metrics": metrics,
                "failures": dict(collections.Counter(r["failure"] for r in done if r["failure"])),

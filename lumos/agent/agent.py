@@ -105,8 +105,9 @@ class Agent:
         todo, active = iter(examples), []
         while True:
             while len(active) < batch_size and (ex := next(todo, None)) is not None:
+                env = self.executor.start(ex)   # first: a live page may state the task itself (MiniWoB's utterance)
                 active.append(Episode(ex.id, ex.question, getattr(ex, "answer", None),
-                                      plan_prompt=plan_prompt_first(ex.question), env=self.executor.start(ex)))
+                                      plan_prompt=plan_prompt_first(ex.question), env=env))
             if not active:
                 return
             self.plan_step([e for e in active if e.state == "plan"])

@@ -252,6 +252,41 @@ def mind2web_executor(ranker=None) -> PageExecutor:
                         ranker or BM25Ranker())
 
 
+def miniwob_executor(shots_dir=None, max_ms: int | None = None, ranker=None) -> PageExecutor:
+    """Live MiniWoB++ pages in headless Chromium (lumos/envs/miniwob.py): each episode opens
+    example.meta["task"] with example.meta["seed"] in a pooled browser and writes the page's instruction
+    into example.question; the outcome is MiniWoB's reward ({"done", "reward", ...}). shots_dir: a
+    screenshot per step into shots_dir/<example id>/. Call .close() to quit the browsers."""
+    import re as _re
+
+    from lumos.envs.browser import BrowserPool
+    from lumos.envs.miniwob import MiniWoBPage
+    from lumos.tools.web import BM25Ranker
+    pool = BrowserPool()
+
+    def open_page(ex):
+        browser = pool.take()
+        shots = Path(shots_dir) / _re.sub(r"[^\w.-]", "_", ex.id) if shots_dir else None
+        try:
+            page = MiniWoBPage(browser, ex.meta["task"], ex.meta["seed"], shots=shots, max_ms=max_ms)
+        except Exception as err:   # the environment, not the model, failed: one line for the user
+            pool.give(browser)
+            raise RuntimeError(f"cannot open MiniWoB++ {ex.meta['task']} (seed {ex.meta['seed']}): "
+                               f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}") from None
+        ex.question = page.utterance
+        return page
+
+    def close_page(page):
+        try:
+            return page.result()
+        finally:
+            pool.give(page.browser)
+
+    executor = PageExecutor(open_page, close_page, ranker or BM25Ranker())
+    executor.close = pool.close
+    return executor
+
+
 def maths_executor() -> Executor:
     """Calculator, SetEquation, SolveEquation, Define, Count, SolveInequality, Code — all local."""
     return Executor(MATHS_TOOLS)

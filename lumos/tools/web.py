@@ -33,13 +33,15 @@ _TEXT = re.compile(r",\s*TEXT\s*:", re.I)
 @dataclass
 class Element:
     """One element a web action may act on. `text` is what the ranker reads (tag, salient attributes,
-    visible text); `label` its visible text alone; `options` the option texts of a <select>; `positive`
-    the gold label of an offline Mind2Web step, read by nothing but OracleRanker."""
+    visible text); `label` its visible text alone; `options` the option texts of a <select>; `typeable`
+    whether a live page lets one type into it; `positive` the gold label of an offline Mind2Web step,
+    read by nothing but OracleRanker."""
     id: str
     tag: str
     text: str
     label: str = ""
     options: list[str] = field(default_factory=list)
+    typeable: bool = False
     positive: bool = False
 
 

@@ -45,6 +45,7 @@ TASKS = {
     "strategyqa": Task("strategyqa", "complex_qa", "strategyqa/test.json", "test"),
     # web agents (the Lumos CLICK/TYPE/SELECT actions): lumos/agent/tasks/mind2web.py
     "mind2web": Task("mind2web", "web_agent", "mind2web", "test_task"),
+    "miniwob": Task("miniwob", "web_agent", "", "live"),      # live pages in headless Chromium: tasks/miniwob.py
 }
 
 
@@ -65,9 +66,12 @@ def load_task(name: str, limit: int | None = None, data_dir: Path | str = DATA_D
         raise ValueError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
     task = TASKS[name]
     path = Path(data_dir) / task.path
-    if task.family == "web_agent" and name == "mind2web":
+    if name == "mind2web":
         from lumos.agent.tasks.mind2web import load_mind2web
         return load_mind2web(path, task.split, limit)
+    if name == "miniwob":
+        from lumos.agent.tasks.miniwob import load_miniwob
+        return load_miniwob(limit=limit)
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     else:
@@ -178,6 +182,9 @@ def score(task: str, prediction, gold, outcome: dict | None = None) -> dict:
     if task == "mind2web":   # the steps the episode acted on, against the recorded ones
         from lumos.agent.tasks.mind2web import score_task
         return score_task((outcome or {}).get("steps", []), gold)
+    if task == "miniwob":    # MiniWoB's own reward, read from the page when the episode finished
+        from lumos.agent.tasks.miniwob import score_miniwob
+        return score_miniwob(outcome)
     if task == "strategyqa":
         pb, gb = to_bool(prediction), to_bool(gold)
         ok = pb is not None and pb == gb
