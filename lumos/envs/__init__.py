@@ -1,4 +1,4 @@
-"""Environments the agent's tools act on (recorded Mind2Web pages, a headless browser, ...).
+"""Environments the agent's tools act on (recorded Mind2Web pages, a headless browser, the WebShop shop, ...).
 
 They are real things a user may run without the agent: nothing here imports lumos.model or lumos.agent.
 """
