@@ -4,10 +4,13 @@
     torchrun --nproc_per_node=2 train.py --module grounding --preset tiny --max-steps 20 --out runs/demo
     torchrun --nnodes=4 --nproc_per_node=8 ... train.py --module planning --task unified \\
         --init /ckpt/Llama-2-7b-hf --micro-batch-size 2 --activation-checkpointing --out runs/plan7b
+    python train.py --module grounding --init BASE_DIR --lora-rank 16 --lr 2e-4 --out runs/ground-lora
 
 Writes to --out: log.jsonl (step, loss, lr, tokens/s, MFU, memory), checkpoints/step-N (DCP,
 resumable with --resume), loss.png, and the final model in HF layout (config.json,
-model.safetensors, tokenizer.model) that run_agent.py's local backend and transformers load.
+model.safetensors, tokenizer.model) that run_agent.py's local backend and transformers load;
+with --lora-rank, the adapter only (adapter.safetensors + adapter_config.json naming the base),
+which run_agent.py loads onto its base, merged.
 """
 import argparse
 import os
@@ -18,6 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from lumos.model.config import PRESETS
+from lumos.model.lora import TARGETS as LORA_TARGETS
 
 ROOT = Path(__file__).resolve().parent
 TASKS = ("maths", "complex_qa", "web_agent", "unified")
@@ -47,6 +51,13 @@ def parse_args(argv=None):
     g.add_argument("--tokenizer", help="SentencePiece .model for --preset (default: train one on the data)")
     g.add_argument("--vocab-size", type=int, default=4096, help="size of the tokenizer trained on the data (default 4096)")
     g.add_argument("--out", required=True, help="run directory (log, checkpoints, exported model)")
+    lo = p.add_argument_group("LoRA (with --init; default: full fine-tuning)")
+    lo.add_argument("--lora-rank", type=int, default=0, help="freeze the --init model and train rank-R adapters "
+                    "(lumos/model/lora.py); the run exports adapter.safetensors + adapter_config.json (default 0: off)")
+    lo.add_argument("--lora-alpha", type=float, help="adapter scale alpha/rank (default 2 x rank)")
+    lo.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the adapters' input (default 0)")
+    lo.add_argument("--lora-targets", default=",".join(LORA_TARGETS),
+                    help=f"comma-separated layers to adapt (default {','.join(LORA_TARGETS)})")
     o = p.add_argument_group("optimisation (defaults: the Lumos paper)")
     o.add_argument("--epochs", type=float, default=2.0)
     o.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
@@ -81,6 +92,18 @@ def parse_args(argv=None):
         p.error("--dim/--n-layers/--n-heads/--n-kv-heads go with --preset; --init keeps the checkpoint's architecture")
     if args.init and args.tokenizer:
         p.error("--tokenizer goes with --preset; --init uses the checkpoint's own tokenizer.model")
+    if args.lora_rank < 0:
+        p.error("--lora-rank must be positive (0: full fine-tuning)")
+    if args.lora_rank and not args.init:
+        p.error("--lora-rank adapts a pretrained model: give --init CHECKPOINT_DIR")
+    if args.lora_alpha is not None and args.lora_alpha <= 0:
+        p.error("--lora-alpha must be positive")
+    if not 0 <= args.lora_dropout < 1:
+        p.error("--lora-dropout must be in [0, 1)")
+    args.lora_targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    bad = [t for t in args.lora_targets if t not in LORA_TARGETS]
+    if bad or not args.lora_targets:
+        p.error(f"--lora-targets: {','.join(bad) or 'none given'}; choose from {','.join(LORA_TARGETS)}")
     if args.init and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such directory")
     if args.tokenizer and not Path(args.tokenizer).is_file():
@@ -150,6 +173,9 @@ def main(argv=None):
                 raise ValueError(f"--init {a.init}: no tokenizer.model in it or its parent directory")
             tokenizer = str(found[0])
             model_args = None
+            if a.lora_rank and a.lr == 2e-5 and d.is_main:
+                print("note: --lr 2e-5 is the paper's full fine-tuning rate; LoRA adapters usually want "
+                      "~1e-4 to 3e-4", flush=True)
         else:
             tokenizer = a.tokenizer
             if tokenizer is None:
@@ -176,7 +202,8 @@ def main(argv=None):
             micro_batch_size=a.micro_batch_size, global_batch_size=a.global_batch_size, seed=a.seed,
             save_every=a.save_every, resume=a.resume, threads=a.threads,
             activation_checkpointing=a.activation_checkpointing, dtype=a.dtype, device=a.device,
-            export_dtype=a.export_dtype, progress=not a.no_progress)
+            export_dtype=a.export_dtype, progress=not a.no_progress, lora_rank=a.lora_rank,
+            lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, lora_targets=a.lora_targets)
         train(cfg, d)
     except (ValueError, FileNotFoundError) as e:  # bad data or paths: the same on every rank
         if d.is_main:

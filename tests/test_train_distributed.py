@@ -36,15 +36,16 @@ def _rows():
     return rows
 
 
-def _one_step(d, world_size):
-    """Gradient of step 0 (full tensors, by name), the summed loss and each rank's label count."""
+def _one_step(d, world_size, lora_rank=0):
+    """Gradient of step 0 (full tensors, by name), the summed loss and each rank's label count.
+    lora_rank > 0: LoRA adapters on the (random, frozen) model; only they have gradients."""
     from lumos.model.tokenizer import Tokenizer
     from lumos.train.data import StepSampler, collate, tokenize_conversations
     from lumos.train.trainer import TrainConfig, build_model, forward_backward
     tok = Tokenizer(str(ROOT / "data/tokenizer/llama2.model"))
     data = tokenize_conversations(_rows(), tok, max_seq_len=256)
     sampler = StepSampler(data.lengths, GLOBAL, MICRO, world_size, seed=3)
-    cfg = TrainConfig(data="", out="", tokenizer="", model_args=MODEL, seed=5)
+    cfg = TrainConfig(data="", out="", tokenizer="", model_args=MODEL, seed=5, lora_rank=lora_rank)
     model, _ = build_model(cfg, d, torch.float32)
     n_lab = int(data.n_labels[sampler.global_batch_indices(0)].sum())
     mine = sampler.micro_batches(0, d.rank)
@@ -52,16 +53,19 @@ def _one_step(d, world_size):
     loss = forward_backward(model, batches, n_lab, torch.autocast("cpu", enabled=False))
     grads = {}
     for name, p in model.named_parameters():
+        if p.grad is None:
+            assert lora_rank and not p.requires_grad, name
+            continue
         g = p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad
         grads[name] = g.clone()
     return grads, loss.item(), int(sum(data.n_labels[i].sum() for i in mine))
 
 
-def _worker(out_path):
+def _worker(out_path, lora_rank=0):
     import torch.distributed as dist
     from lumos.train.distributed import all_reduce_sum, init_distributed, shutdown
     d = init_distributed("cpu", threads=1)
-    grads, loss, my_labels = _one_step(d, d.world_size)
+    grads, loss, my_labels = _one_step(d, d.world_size, lora_rank)
     loss = all_reduce_sum(loss, d)
     labels = [None] * d.world_size
     dist.all_gather_object(labels, my_labels)
@@ -76,11 +80,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def run_two_processes(tmp_path):
+def run_two_processes(tmp_path, lora_rank=0):
     out = tmp_path / "grads.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(out)],
+                        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(out), str(lora_rank)],
                        capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return torch.load(out)
@@ -101,5 +105,19 @@ def test_two_process_gradients_equal_single_process(tmp_path):
     assert max(g.abs().max().item() for g in grads.values()) > 1e-3  # a real gradient, not zeros
 
 
+def test_two_process_lora_gradients_equal_single_process(tmp_path):
+    """FSDP2 shards the frozen base and the adapters together; the adapters' gradients still add up."""
+    from lumos.train.distributed import Dist
+    torch.set_num_threads(1)
+    two = run_two_processes(tmp_path, lora_rank=4)
+    grads, loss, _ = _one_step(Dist(0, 1, 0, 1, torch.device("cpu"), None), 1, lora_rank=4)
+    assert abs(two["loss"] - loss) < 1e-6
+    assert grads.keys() == two["grads"].keys() and len(grads) == 2 * 7 * 2  # 2 layers x 7 targets x (A, B)
+    assert all(k.endswith((".lora_a", ".lora_b")) for k in grads)
+    for name, g in grads.items():
+        torch.testing.assert_close(two["grads"][name], g, rtol=0, atol=1e-6, msg=name)
+    assert max(grads[k].abs().max().item() for k in grads if k.endswith("lora_b")) > 1e-4  # B = 0: only B moves first
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    _worker(sys.argv[1], int(sys.argv[2]))

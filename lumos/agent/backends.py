@@ -35,7 +35,8 @@ class Completion:
 
 # ---------------------------------------------------------------------------------------------------------
 class LocalBackend:
-    """Our hand-written Llama. `path`: a checkpoint directory (HF or Meta layout) or a hub id `owner/name`.
+    """Our hand-written Llama. `path`: a checkpoint directory (HF or Meta layout), a hub id `owner/name`,
+    or a LoRA adapter directory (train.py --lora-rank), loaded onto its base and merged.
 
     All prompts of one call are decoded together in batches of `batch_size`, sorted by length so that
     rows of a batch need little left padding.
@@ -44,14 +45,28 @@ class LocalBackend:
     def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", bos: bool = True,
                  batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, cache_dir: str | None = None):
         from lumos.model.checkpoint import load_model
+        from lumos.model.lora import apply_adapter, is_adapter_dir, read_adapter_config
         from lumos.model.tokenizer import Tokenizer
         self.path = resolve_checkpoint(path, cache_dir)
-        tok = next((d / "tokenizer.model" for d in (self.path, self.path.parent) if (d / "tokenizer.model").is_file()), None)
+        # A LoRA run's directory holds only the adapter: its config names the base it goes on.
+        base = self.path
+        if is_adapter_dir(self.path):
+            try:
+                name = read_adapter_config(self.path).base
+            except (ValueError, TypeError) as e:
+                raise BackendError(f"{self.path}: bad adapter_config.json ({e})") from None
+            if not name:
+                raise BackendError(f"{self.path}/adapter_config.json names no base model")
+            base = resolve_checkpoint(name, cache_dir)
+        dirs = (self.path, self.path.parent, base)
+        tok = next((d / "tokenizer.model" for d in dirs if (d / "tokenizer.model").is_file()), None)
         if tok is None:
             raise BackendError(f"no tokenizer.model in {self.path} (or its parent): a checkpoint directory needs its tokenizer")
         try:
             self.tokenizer = Tokenizer(str(tok.parent))  # the directory: its added_tokens.json may add <pad>
-            self.model = load_model(str(self.path), dtype=dtype, device=device)
+            self.model = load_model(str(base), dtype=dtype, device=device)
+            if base != self.path:
+                self.model = apply_adapter(self.model, self.path, merge=True)
         except Exception as e:  # a broken or mismatched checkpoint: the loader's one-line reason
             msg = (str(e).splitlines() or [""])[0]
             if isinstance(e, (KeyError, TypeError, AttributeError)) or not msg:  # bare 'hidden_size' says little

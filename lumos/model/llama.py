@@ -181,9 +181,14 @@ class Transformer(nn.Module):
                 p.fill_(1.0)
                 continue
             s = out_std if name.endswith(("wo.weight", "w2.weight")) else std
-            full = torch.randn(p.shape, generator=g, dtype=torch.float32).mul_(s)  # same values on every rank
-            if hasattr(p, "device_mesh"):  # an FSDP-sharded DTensor: keep only this rank's shard
-                from torch.distributed.tensor import distribute_tensor
-                full = distribute_tensor(full.to(p.device_mesh.device_type), p.device_mesh, p.placements)
-            p.copy_(full)
+            copy_full_(p, torch.randn(p.shape, generator=g, dtype=torch.float32).mul_(s))  # same values on every rank
         return self
+
+
+@torch.no_grad()
+def copy_full_(p: torch.Tensor, full: torch.Tensor) -> None:
+    """p.copy_(full), where `full` is the whole tensor: an FSDP-sharded DTensor keeps only its shard."""
+    if hasattr(p, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+        full = distribute_tensor(full.to(p.device_mesh.device_type), p.device_mesh, p.placements)
+    p.copy_(full)

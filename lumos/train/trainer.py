@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from lumos.annotations.format import read_conversations
-from lumos.model.checkpoint import load_checkpoint, save_hf
+from lumos.model.checkpoint import as_dtype, load_checkpoint, save_hf
 from lumos.model.config import ModelArgs
 from lumos.model.llama import Transformer
+from lumos.model.lora import TARGETS, LoRAConfig, add_lora, init_lora, is_lora_key, save_adapter
 from lumos.model.tokenizer import Tokenizer
 
 from .data import StepSampler, TokenizedDataset, collate, tokenize_conversations
@@ -66,6 +67,16 @@ class TrainConfig:
     device: str | None = None
     export_dtype: str | None = None   # dtype of the exported weights (default: the compute dtype)
     progress: bool = True
+    lora_rank: int = 0                # > 0: freeze the --init model, train LoRA adapters of this rank
+    lora_alpha: float | None = None   # adapter scale alpha / rank (default alpha = 2 * rank)
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = TARGETS
+
+    def lora(self) -> LoRAConfig | None:
+        if not self.lora_rank:
+            return None
+        return LoRAConfig(rank=self.lora_rank, alpha=self.lora_alpha or 2.0 * self.lora_rank,
+                          dropout=self.lora_dropout, targets=tuple(self.lora_targets), base=self.init)
 
 
 def lr_at(step: int, total: int, warmup: int, lr: float) -> float:
@@ -76,17 +87,20 @@ def lr_at(step: int, total: int, warmup: int, lr: float) -> float:
     return lr * max(0.0, (total - step) / max(1, total - warmup))
 
 
-def flops_per_token(args: ModelArgs, n_params: int, seq_len: float) -> float:
+def flops_per_token(args: ModelArgs, n_params: int, seq_len: float, n_trainable: int | None = None) -> float:
     """Training FLOPs per token: 6 per parameter (fwd 2 + bwd 4) plus attention's QK^T and AV,
-    6 * 2 * n_layers * dim * seq_len (PaLM's appendix B, as nanoGPT's estimate_mfu)."""
-    return 6 * n_params + 12 * args.n_layers * args.dim * seq_len
+    6 * 2 * n_layers * dim * seq_len (PaLM's appendix B, as nanoGPT's estimate_mfu). Frozen
+    parameters (LoRA) skip their weight gradient: 4 per parameter, plus 2 per trainable one."""
+    n_trainable = n_params if n_trainable is None else n_trainable
+    return 4 * n_params + 2 * n_trainable + 12 * args.n_layers * args.dim * seq_len
 
 
 def measure_peak_flops(device: torch.device, dtype: torch.dtype) -> float:
     """Dense matmul FLOP/s this device reaches (the MFU denominator: on a CPU there is no
     datasheet number that applies to a shared machine, so measure one; best of a few tries)."""
     n = 1024 if device.type == "cpu" else 8192
-    a = torch.randn(n, n, device=device, dtype=dtype)
+    # its own generator: the global RNG (dropout's) must be where a resumed run left it
+    a = torch.randn(n, n, generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
     a @ a
     best = float("inf")
     for _ in range(3 if device.type == "cpu" else 10):
@@ -115,13 +129,17 @@ def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype) -> tuple[Transfor
     """Meta device -> activation checkpointing + fully_shard -> to_empty -> init or load.
 
     Weights are world-size independent: init_weights draws full tensors from the seed and keeps
-    this rank's shard, and a loaded checkpoint is distributed the same way."""
+    this rank's shard, and a loaded checkpoint is distributed the same way. With LoRA the adapters
+    are added before sharding (FSDP shards them with their block) and initialised last (B = 0)."""
     if cfg.init:
         args, sd = load_checkpoint(cfg.init, dtype=torch.float32, device="cpu")
     else:
         args, sd = ModelArgs(**cfg.model_args), None
+    lora = cfg.lora()
     with torch.device("meta"):
         model = Transformer(args)
+    if lora:
+        add_lora(model, lora)
     model = shard_model(model, d, param_dtype=dtype, activation_checkpointing=cfg.activation_checkpointing)
     model.to_empty(device=d.device)
     model.init_weights(cfg.seed)
@@ -129,16 +147,38 @@ def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype) -> tuple[Transfor
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
         if args.tie_word_embeddings:
             sd.pop("output.weight", None)  # one shared parameter, loaded through tok_embeddings
-        set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True, strict=not args.tie_word_embeddings))
+        keys = set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True, strict=False))
+        missing = [k for k in keys.missing_keys if not is_lora_key(k) and not
+                   (k.endswith("output.weight") and args.tie_word_embeddings)]
+        if missing or keys.unexpected_keys:
+            raise ValueError(f"--init {cfg.init}: missing {missing[:3]}, unexpected {keys.unexpected_keys[:3]}")
+    if lora:
+        init_lora(model, cfg.seed)
     return model, args
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------
 
+def _state_options(model):
+    """Frozen parameters (a LoRA run's base) are not saved: they come from --init again on resume.
+    (Loading is then non-strict for them; dcp.load itself still fails on a key the checkpoint lacks.)"""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+    frozen = any(not p.requires_grad for p in model.parameters())
+    return StateDictOptions(ignore_frozen_params=frozen, strict=not frozen)
+
+
 def _train_state(model, optimizer):
     from torch.distributed.checkpoint.state_dict import get_state_dict
-    msd, osd = get_state_dict(model, optimizer)
-    return {"model": msd, "optim": osd}
+    opts = _state_options(model)
+    msd, osd = get_state_dict(model, optimizer, options=opts)
+    return {"model": _without_frozen_tied(model, opts, msd), "optim": osd}
+
+
+def _without_frozen_tied(model, opts, msd: dict) -> dict:
+    """A frozen tied output slips through ignore_frozen_params (it is named once, as tok_embeddings)."""
+    if opts.ignore_frozen_params and not model.output.weight.requires_grad:
+        msd.pop("output.weight", None)
+    return msd
 
 
 def latest_checkpoint(out: str) -> Path | None:
@@ -175,24 +215,29 @@ def load_checkpoint_into(path: Path, model, optimizer=None) -> dict:
     """Load a DCP checkpoint into the (sharded) model and optimizer; returns the trainer state."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_state_dict, get_model_state_dict, set_model_state_dict
+    opts = _state_options(model)
     if optimizer is None:
-        state = {"model": get_model_state_dict(model)}
+        state = {"model": _without_frozen_tied(model, opts, get_model_state_dict(model, options=opts))}
         dcp.load(state, checkpoint_id=str(path))
-        set_model_state_dict(model, state["model"])
+        set_model_state_dict(model, state["model"], options=opts)
         return {}
     state = _train_state(model, optimizer)
     state["trainer"] = {"step": 0, "sampler": "", "rng": torch.get_rng_state()}
     dcp.load(state, checkpoint_id=str(path))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=opts)
     return {**state["trainer"], "sampler": json.loads(state["trainer"]["sampler"])}
 
 
-def export_hf(model, args: ModelArgs, out: str, d: Dist, dtype: str | None) -> None:
+def export_hf(model, args: ModelArgs, out: str, d: Dist, dtype: str | None, lora: LoRAConfig | None = None) -> None:
     """Gather the full weights on rank 0 and write an HF directory (config, safetensors,
-    tokenizer.model) into `out`: lumos.model.checkpoint.load_model and transformers load it."""
+    tokenizer.model) into `out`: lumos.model.checkpoint.load_model and transformers load it.
+    A LoRA run writes only its adapter (adapter.safetensors + adapter_config.json, see lora.py)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=d.mesh is not None))
-    if d.is_main:
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=d.mesh is not None,
+                                                              ignore_frozen_params=lora is not None))
+    if d.is_main and lora is not None:
+        save_adapter(sd, lora, out, dtype=as_dtype(dtype))
+    elif d.is_main:
         if args.tie_word_embeddings:
             sd["output.weight"] = sd["tok_embeddings.weight"]
         save_hf(sd, args, out, dtype=dtype, tokenizer=Path(out, "tokenizer.model"))
@@ -248,7 +293,8 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
         raise ValueError(f"model vocabulary {args.vocab_size} < tokenizer's {tokenizer.n_words}")
     if d.is_main:
         (out / "model_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+    trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=cfg.weight_decay)
     start = 0
     ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
@@ -262,11 +308,13 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
                 else contextlib.nullcontext())
 
     n_params = sum(p.numel() for p in model.parameters())  # FSDP: full shapes; tied output counted once
+    n_trainable = sum(p.numel() for p in trainable)
     peak = measure_peak_flops(d.device, dtype)
     pad_id = tokenizer.pad_id if tokenizer.pad_id >= 0 else tokenizer.eos_id
     if d.is_main:
         print(f"data: {len(data)} examples ({data.n_truncated} truncated at {cfg.max_seq_len}, {data.n_dropped} "
-              f"dropped with no label left) from {cfg.data}; model: {n_params / 1e6:.2f}M params; "
+              f"dropped with no label left) from {cfg.data}; model: {n_params / 1e6:.2f}M params "
+              f"({n_trainable / 1e6:.3f}M trainable); "
               f"world {d.world_size} x micro {cfg.micro_batch_size} x accum {sampler.grad_accum} = global "
               f"{cfg.global_batch_size}; steps {start}..{total_steps} ({sampler.steps_per_epoch}/epoch); "
               f"{torch.get_num_threads()} threads/rank", flush=True)
@@ -290,14 +338,14 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
         local_loss = forward_backward(model, batches, n_lab, autocast)
         grad_norm = float("nan")
         if cfg.max_grad_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
             grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss = all_reduce_sum(local_loss.item(), d)
         dt = time.perf_counter() - t0
         tps = n_tok / dt
-        mfu = flops_per_token(args, n_params, n_tok / len(batch_idx)) * tps / (peak * d.world_size)
+        mfu = flops_per_token(args, n_params, n_tok / len(batch_idx), n_trainable) * tps / (peak * d.world_size)
         if d.is_main:
             rec = {"step": step + 1, "loss": round(loss, 6), "lr": lr, "grad_norm": round(grad_norm, 6),
                    "tokens_per_s": round(tps, 1), "mfu": round(mfu, 4), "label_tokens": n_lab,
@@ -314,11 +362,16 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
         bar.close()
     if start < total_steps:
         save_checkpoint(cfg.out, total_steps, model, optimizer, sampler, d)
-    export_hf(model, args, cfg.out, d, cfg.export_dtype or str(dtype).removeprefix("torch."))
+    lora = cfg.lora()
+    if lora:
+        lora.meta = {"data": cfg.data, "steps": total_steps, "final_loss": round(loss, 6)}
+    export_hf(model, args, cfg.out, d, cfg.export_dtype or str(dtype).removeprefix("torch."), lora)
     if d.is_main:
         log.close()
         plot_loss(out)
-        print(f"exported {out} (HF layout: config.json, model.safetensors, tokenizer.model); final loss {loss:.4f}", flush=True)
+        what = ("LoRA adapter: adapter.safetensors, adapter_config.json" if lora else
+                "HF layout: config.json, model.safetensors, tokenizer.model")
+        print(f"exported {out} ({what}); final loss {loss:.4f}", flush=True)
     return {"final_loss": loss, "steps": total_steps, "examples": len(data), "dropped": data.n_dropped}
 
 
@@ -329,13 +382,18 @@ def export_only(out: str, d: Dist | None = None, dtype: str | None = None) -> Pa
     if ckpt is None:
         raise FileNotFoundError(f"{out}: no checkpoint under {out}/checkpoints")
     args = ModelArgs(**json.loads(Path(out, "model_args.json").read_text()))
+    cfg = json.loads(Path(out, "train_config.json").read_text())
+    lora = TrainConfig(**cfg).lora()
     with torch.device("meta"):
         model = Transformer(args)
+    if lora:  # the checkpoint holds the adapters only; the frozen base is not needed to export them
+        add_lora(model, lora)
+        lora.meta = {"data": cfg["data"], "steps": int(ckpt.name.removeprefix("step-"))}
     model = shard_model(model, d)
     model.to_empty(device=d.device)
     model.init_weights(0)  # re-ties shared weights; every value is then overwritten by the checkpoint
     load_checkpoint_into(ckpt, model)
-    export_hf(model, args, out, d, dtype)
+    export_hf(model, args, out, d, dtype, lora)
     return ckpt
 
 
