@@ -82,6 +82,14 @@ def parse_args(argv=None):
                      help="MiniWoB++: headless Chromium windows, i.e. episodes in flight at once")
     web.add_argument("--screenshots", metavar="DIR", default=None,
                      help="MiniWoB++: a screenshot per step into DIR/<episode id>/ (default: next to --out, OUT minus .jsonl + _screenshots)")
+    shop = p.add_argument_group("WebShop (--task webshop)")
+    shop.add_argument("--webshop-data", metavar="DIR", default=None,
+                      help="WebShop's data files (items_shuffle.json, items_ins_v2.json, items_human_ins.json): the "
+                      "goals, their gold trajectories, and the embedded shop's catalogue (default: data/webshop, "
+                      "generated on first use by `python -m lumos.envs.webshop.generate`)")
+    shop.add_argument("--webshop-url", metavar="URL", default=None,
+                      help="act on a running WebShop server instead of the embedded shop, e.g. http://127.0.0.1:3000 "
+                      "(WebShop's own, or `python -m lumos.envs.webshop.server`); goal i is its session fixed_i")
     args = p.parse_args(argv)
     if args.miniwob_episodes < 1 or args.browsers < 1:
         p.error("--miniwob-episodes and --browsers must be at least 1")
@@ -166,6 +174,12 @@ def load_examples(args):
     from lumos.agent.tasks.miniwob import load_miniwob
     if args.task == "miniwob":
         return load_miniwob(args.miniwob_tasks.split(","), args.miniwob_episodes, limit=args.limit)
+    if args.task == "webshop":
+        from lumos.agent.tasks.webshop import load_webshop
+        try:
+            return load_webshop(args.webshop_data, args.limit)
+        except (OSError, ValueError, KeyError) as e:
+            fail(f"cannot load WebShop data from {args.webshop_data}: {type(e).__name__}: {e}")
     try:
         return load_mind2web(args.mind2web_data, args.mind2web_split, args.limit, args.mind2web_scores)
     except (OSError, ValueError, KeyError) as e:
@@ -191,6 +205,8 @@ def make_executor(family: str, planner, grounder, corpus: str | None = None, arg
         return ex.mind2web_executor(RANKERS[args.ranker]())
     if args is not None and args.task == "miniwob":
         return ex.miniwob_executor(args.screenshots, args.miniwob_max_ms)
+    if args is not None and args.task == "webshop":
+        return ex.shop_executor(args.webshop_data, args.webshop_url)
     from lumos.agent.agent import answer_fn_from
     from lumos.agent.backends import GoldBackend
     qa = grounder if not isinstance(grounder, GoldBackend) else planner
@@ -214,9 +230,11 @@ def main(argv=None):
     from lumos.agent.trace import Trace
 
     family = TASK_INFO[args.task].family
-    if family == "web_agent" and args.question:
+    if family in ("web_agent", "webshop") and args.question:
         fail(f"--task {args.task} acts on web pages; it cannot answer a --question")
-    examples = load_examples(args) if family == "web_agent" else None
+    if args.webshop_url and not args.webshop_url.startswith(("http://", "https://")):
+        fail(f"--webshop-url must be an http(s):// URL, got {args.webshop_url!r}")
+    examples = load_examples(args) if family in ("web_agent", "webshop") else None
     try:
         planner, grounder, specs = make_backends(args, examples)
     except BackendError as e:
@@ -295,6 +313,9 @@ def main(argv=None):
     if args.task == "mind2web":  # element accuracy, operation F1, step / task success (micro and macro)
         from lumos.agent.tasks.mind2web import aggregate
         metrics = aggregate([r["score"] for r in done])
+    if args.task == "webshop":   # WebShop's average reward (the paper's metric) and success rate (reward 1)
+        metrics = {"average_reward": sum(r["score"]["reward"] for r in done) / n,
+                   "success": sum(r["correct"] for r in done) / n}
     if args.task == "miniwob":   # success = MiniWoB's raw reward 1.0; per task too
         metrics["mean_reward"] = sum(r["score"]["reward"] for r in done) / n
         for t in args.miniwob_tasks.split(","):

@@ -91,7 +91,53 @@ def plan_feedback(j: int, result: str, family: str = "maths", subgoal: str = "")
     if family == "web_agent":
         text = subgoal.split(":", 1)[-1].strip().rstrip(".")
         return PLAN_FEEDBACK_WEB.format(subgoal=text[:1].lower() + text[1:])
+    if family == "webshop":
+        return PLAN_FEEDBACK_WEBSHOP.format(j=j, result=result)
     return PLAN_FEEDBACK.format(j=j, result=result)
+
+
+# ---------------------------------------------------------------------------
+# WebShop: Lumos was not trained on it; its eval (allenai/lumos eval/webshop/run_eval.py) puts two
+# worked examples (data/lumos/webshop_incontext_exemplars.json) before every planner and grounder
+# conversation, and feeds results back without the stop question. Note the exemplars say "execution
+# result" and end with ".", the live turns "executed result" and nothing: both verbatim.
+PLAN_FEEDBACK_WEBSHOP = "The executed result for Subgoal {j} is {result}"
+_SHOT_FEEDBACK = "The execution result for Subgoal {j} is {result}."
+_SHOTS: dict[str, str] = {}
+
+
+def webshop_shots(role: str) -> str:
+    """The 2-shot prefix of the WebShop planner ('planner') or grounder ('grounder') prompt, built from
+    the exemplars exactly as run_eval.py builds it; the live conversation follows it."""
+    if role not in _SHOTS:
+        import json
+        from pathlib import Path
+        ex = json.loads((Path(__file__).resolve().parents[1] / "data/lumos/webshop_incontext_exemplars.json")
+                        .read_text(encoding="utf-8"))
+        plan = ground = ""
+        for p, g in zip(ex["PLAN_EXAMPLARS"], ex["GROUND_EXAMPLARS"]):
+            plan += USER_HEADER + plan_user_first(p["instruction"].strip()) + "\n" + ASSISTANT_HEADER
+            subgoals = []
+            for j, piece in enumerate(p["subgoals"].split("; Subgoal "), 1):
+                text, result = (piece if j == 1 else "Subgoal " + piece).split(" || Results: ")
+                plan += text.strip() + "\n\n" + USER_HEADER + _SHOT_FEEDBACK.format(j=j, result=result.strip(".")) + "\n" + ASSISTANT_HEADER
+                subgoals.append(text)
+            plan += "\n\n"
+            ground += USER_HEADER + GROUND_PREFIX["webshop"] + "Task: " + g["instruction"].strip()
+            for j, piece in enumerate(g["actions"].split("; Action ")):
+                ground += (" \n" if j == 0 else "\n\n" + USER_HEADER) + GROUND_ONE.format(subgoal=subgoals[j]) + ASSISTANT_HEADER
+                ground += ACTION_SEP.join(a[a.find(":") + 1:].strip() for a in ("Action " + piece).split(" || "))
+            ground += "\n\n"
+        _SHOTS.update(planner=plan, grounder=ground)
+    return _SHOTS[role]
+
+
+def strip_shots(prompt: str) -> str:
+    """`prompt` without a leading WebShop 2-shot prefix (the gold backend counts the live turns only)."""
+    for role in ("planner", "grounder"):
+        if prompt.startswith(webshop_shots(role)):
+            return prompt[len(webshop_shots(role)):]
+    return prompt
 
 
 def ground_user_first(family: str, task: str, subgoal: str) -> str:

@@ -107,7 +107,7 @@ class Agent:
             while len(active) < batch_size and (ex := next(todo, None)) is not None:
                 env = self.executor.start(ex)   # first: a live page may state the task itself (MiniWoB's utterance)
                 active.append(Episode(ex.id, ex.question, getattr(ex, "answer", None),
-                                      plan_prompt=plan_prompt_first(ex.question), env=env))
+                                      plan_prompt=plan_prompt_first(ex.question, self.family), env=env))
             if not active:
                 return
             self.plan_step([e for e in active if e.state == "plan"])
@@ -167,7 +167,7 @@ class Agent:
             records = self.executor.run(e.last_grounding, e.env) if e.last_grounding else []
             e.steps[-1]["actions"] = [record_dict(r) for r in records]
             failure = classify(e.last_grounding, records)
-            if failure or self.formulation == "onetime":
+            if failure or self.formulation == "onetime" or self.executor.done(e.env):   # done: e.g. bought
                 e.finish(failure)
                 continue
             value = str(getattr(records[-1], "result", ""))

@@ -221,7 +221,7 @@ class GoldBackend:
         subgoals, actions = row["subgoals"], row["actions"]
         if self.formulation == "onetime":
             return Completion(prompts.SUBGOAL_SEP.join(subgoals) if self.role == "planner" else prompts.ACTION_SEP.join(actions))
-        turn = prompt.count(prompts.USER_HEADER)
+        turn = prompts.strip_shots(prompt).count(prompts.USER_HEADER)   # live turns only (WebShop has 2 shots first)
         if self.role == "grounder":
             return Completion(actions[turn - 1] if turn <= len(actions) else "")
         if turn > len(subgoals):

@@ -156,6 +156,11 @@ class Executor:
         """Close the episode's session; return its outcome for the metric ({} when there is none)."""
         return {}
 
+    def done(self, env: dict) -> bool:
+        """Has the environment ended the episode by itself (a WebShop purchase)? Then the agent stops
+        planning, as Lumos's WebShop eval stops at the reward."""
+        return False
+
     def run(self, grounding: str, env: dict) -> list[ActionRecord]:
         """Execute every action of `grounding` in order; results are bound into `env` (name -> Value,
         a str). Returns one record per action. Never raises."""
@@ -285,6 +290,45 @@ def miniwob_executor(shots_dir=None, max_ms: int | None = None, ranker=None) -> 
     executor = PageExecutor(open_page, close_page, ranker or BM25Ranker())
     executor.close = pool.close
     return executor
+
+
+class ShopExecutor(Executor):
+    """WebShop: Search / FeatureRetrieve / Pick / Click (lumos/tools/shop.py) on one shop session per
+    episode. `transport`: lumos.envs.webshop.browser.InProcess(shop) or OverHTTP(url). The session id
+    ends in "fixed_<goal index>" (WebShop's convention) after a unique prefix, so episodes of the same
+    goal never share a session. The page's instruction becomes the example's question."""
+
+    def __init__(self, transport):
+        from lumos.tools.shop import SHOP_TOOLS
+        super().__init__(SHOP_TOOLS)
+        self.transport, self.n = transport, 0
+        self.prefix = os.urandom(4).hex()
+
+    def start(self, example) -> dict:
+        from lumos.envs.webshop.browser import Browser
+        self.n += 1
+        browser = Browser(self.transport, f"lumos{self.prefix}{self.n}-fixed_{example.meta['goal_index']}")
+        browser.reset()
+        example.question = browser.instruction or example.question
+        return {"Env": browser}
+
+    def done(self, env: dict) -> bool:
+        return bool(env["Env"].done)
+
+    def finish(self, env: dict) -> dict:
+        b = env["Env"]
+        return {"done": b.done, "reward": b.reward if b.done else 0.0, "url": b.url}
+
+
+def shop_executor(data_dir=None, url: str | None = None) -> ShopExecutor:
+    """The embedded shop on `data_dir` (default data/webshop, generated on first use), or the WebShop
+    server at `url` (WebShop's own, or `python -m lumos.envs.webshop.server`)."""
+    from lumos.envs.webshop.browser import InProcess, OverHTTP
+    if url:
+        return ShopExecutor(OverHTTP(url))
+    from lumos.envs.webshop.generate import ensure_default_data
+    from lumos.envs.webshop.shop import Shop
+    return ShopExecutor(InProcess(Shop.load(data_dir or ensure_default_data())))
 
 
 def maths_executor() -> Executor:

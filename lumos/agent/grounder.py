@@ -16,8 +16,9 @@ from lumos import prompts
 
 
 def ground_prompt_first(family: str, question: str, subgoal: str) -> str:
-    """The Lumos-I grounder's first prompt: action list, task, first subgoal."""
-    return (prompts.USER_HEADER + prompts.ground_user_first(family, question.strip(), subgoal.strip())
+    """The Lumos-I grounder's first prompt: action list, task, first subgoal (WebShop: after its 2 shots)."""
+    shots = prompts.webshop_shots("grounder") if family == "webshop" else ""
+    return (shots + prompts.USER_HEADER + prompts.ground_user_first(family, question.strip(), subgoal.strip())
             + prompts.ASSISTANT_HEADER)
 
 

@@ -21,9 +21,10 @@ _SUBGOAL = re.compile(r"Subgoal\s*(\d+)\s*:")
 _ONETIME_SPLIT = re.compile(r";\s*(?=Subgoal\s*\d+\s*:)")
 
 
-def plan_prompt_first(question: str) -> str:
-    """The planner's first prompt for a task (Lumos-I and Lumos-O alike)."""
-    return prompts.USER_HEADER + prompts.plan_user_first(question.strip()) + "\n" + prompts.ASSISTANT_HEADER
+def plan_prompt_first(question: str, family: str = "maths") -> str:
+    """The planner's first prompt for a task (Lumos-I and Lumos-O alike); WebShop's starts with its 2 shots."""
+    shots = prompts.webshop_shots("planner") if family == "webshop" else ""
+    return shots + prompts.USER_HEADER + prompts.plan_user_first(question.strip()) + "\n" + prompts.ASSISTANT_HEADER
 
 
 def plan_prompt_append(generation: str, k: int, value: str, family: str = "maths", subgoal: str = "") -> str:

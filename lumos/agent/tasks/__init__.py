@@ -46,6 +46,8 @@ TASKS = {
     # web agents (the Lumos CLICK/TYPE/SELECT actions): lumos/agent/tasks/mind2web.py
     "mind2web": Task("mind2web", "web_agent", "mind2web", "test_task"),
     "miniwob": Task("miniwob", "web_agent", "", "live"),      # live pages in headless Chromium: tasks/miniwob.py
+    # WebShop (Search/FeatureRetrieve/Pick/Click on a shop session): tasks/webshop.py, lumos/envs/webshop/
+    "webshop": Task("webshop", "webshop", "webshop", "test"),
 }
 
 
@@ -72,6 +74,9 @@ def load_task(name: str, limit: int | None = None, data_dir: Path | str = DATA_D
     if name == "miniwob":
         from lumos.agent.tasks.miniwob import load_miniwob
         return load_miniwob(limit=limit)
+    if name == "webshop":
+        from lumos.agent.tasks.webshop import load_webshop
+        return load_webshop(None if Path(data_dir) == DATA_DIR else path, limit)   # default: generated on first use
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     else:
@@ -185,6 +190,9 @@ def score(task: str, prediction, gold, outcome: dict | None = None) -> dict:
     if task == "miniwob":    # MiniWoB's own reward, read from the page when the episode finished
         from lumos.agent.tasks.miniwob import score_miniwob
         return score_miniwob(outcome)
+    if task == "webshop":    # WebShop's reward for the purchase (0 without one); success = reward 1
+        from lumos.agent.tasks.webshop import score_webshop
+        return score_webshop(outcome)
     if task == "strategyqa":
         pb, gb = to_bool(prediction), to_bool(gold)
         ok = pb is not None and pb == gb
