@@ -23,7 +23,6 @@ DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROO
 # Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own
 DEFAULT_CKPT_ONETIME = {**DEFAULT_CKPT, "planner": ROOT / "checkpoints/lumos-demo-plan-onetime"}
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
-from lumos.agent.tasks.miniwob import TASKS as MINIWOB_TASKS  # noqa: E402  (a tuple of names; imports nothing heavy)
 WEB_MAX_ROUNDS = 64  # Lumos-I planner calls per web task: Mind2Web tasks run to ~30 steps
 
 BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's trainer tokenized each training "
@@ -34,6 +33,7 @@ BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's traine
 
 def parse_args(argv=None):
     from lumos.agent.tasks import TASKS
+    from lumos.agent.tasks.miniwob import TASKS as MINIWOB_TASKS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=TASKS, default="gsm8k")
     p.add_argument("--formulation", choices=("iterative", "onetime"), default="iterative",
@@ -67,19 +67,21 @@ def parse_args(argv=None):
     web.add_argument("--mind2web-data", metavar="DIR", default=str(ROOT / "data/mind2web"),
                      help="the released Mind2Web JSON: DIR/{train,test_task,test_website,test_domain}/*.json "
                      "(default: the hand-written fixture data/mind2web)")
-    web.add_argument("--mind2web-split", choices=("test_task", "test_website", "test_domain", "train"), default="test_task")
+    web.add_argument("--mind2web-split", choices=("test_task", "test_website", "test_domain", "train"), default="test_task",
+                     help="which released split (default %(default)s; Lumos's own script read test_domain)")
     web.add_argument("--mind2web-scores", metavar="FILE", default=None,
                      help="MindAct's candidate ranks (scores_all_data.pkl or .json): offer only each step's top 50")
-    web.add_argument("--ranker", choices=("bm25", "oracle"), default="bm25",
-                     help="which element a web action's QUERY picks: BM25 over the candidates' text, or (offline "
-                     "Mind2Web only) the gold element, to check everything but ranking")
-    web.add_argument("--miniwob-tasks", default=",".join(MINIWOB_TASKS),
+    web.add_argument("--ranker", default="bm25", metavar="bm25|oracle|DIR",
+                     help="which element a web action's QUERY picks: BM25 over the candidates' text (default); "
+                     "'oracle': the gold element (offline Mind2Web only), to check everything but ranking; or a "
+                     "cross-encoder checkpoint directory trained by train.py on `python -m lumos.agent.ranker` pairs")
+    web.add_argument("--miniwob-tasks", default=",".join(MINIWOB_TASKS), metavar="T1,T2",
                      help="comma-separated MiniWoB++ task pages (default: %(default)s)")
-    web.add_argument("--miniwob-episodes", type=int, default=10, help="episodes (seeds 0..N-1) per MiniWoB++ task")
-    web.add_argument("--miniwob-max-ms", type=int, default=None,
+    web.add_argument("--miniwob-episodes", type=int, default=10, metavar="N", help="episodes (seeds 0..N-1) per MiniWoB++ task (default %(default)s)")
+    web.add_argument("--miniwob-max-ms", type=int, default=None, metavar="MS",
                      help="override a MiniWoB++ episode's time limit (the pages' own: 10000 ms)")
-    web.add_argument("--browsers", type=int, default=2,
-                     help="MiniWoB++: headless Chromium windows, i.e. episodes in flight at once")
+    web.add_argument("--browsers", type=int, default=2, metavar="N",
+                     help="MiniWoB++: headless Chromium windows, i.e. episodes in flight at once (default %(default)s)")
     web.add_argument("--screenshots", metavar="DIR", default=None,
                      help="MiniWoB++: a screenshot per step into DIR/<episode id>/ (default: next to --out, OUT minus .jsonl + _screenshots)")
     shop = p.add_argument_group("WebShop (--task webshop)")
@@ -96,6 +98,8 @@ def parse_args(argv=None):
     unknown = set(args.miniwob_tasks.split(",")) - set(MINIWOB_TASKS)
     if args.task == "miniwob" and unknown:
         p.error(f"--miniwob-tasks: no oracle for {', '.join(sorted(unknown))} (known: {', '.join(MINIWOB_TASKS)})")
+    if args.ranker not in ("bm25", "oracle") and not Path(args.ranker).is_dir():
+        p.error(f"--ranker {args.ranker}: neither bm25, oracle, nor a checkpoint directory")
     if args.ranker == "oracle" and args.task != "mind2web":
         p.error("--ranker oracle needs the recorded gold elements of --task mind2web")
     return args
@@ -200,11 +204,16 @@ def make_executor(family: str, planner, grounder, corpus: str | None = None, arg
     from lumos.agent import executor as ex
     if family == "maths":
         return ex.maths_executor()
-    if args is not None and args.task == "mind2web":
+    if args is not None and family == "web_agent":
         from lumos.tools.web import RANKERS
-        return ex.mind2web_executor(RANKERS[args.ranker]())
-    if args is not None and args.task == "miniwob":
-        return ex.miniwob_executor(args.screenshots, args.miniwob_max_ms)
+        if args.ranker in RANKERS:
+            ranker = RANKERS[args.ranker]()
+        else:
+            from lumos.agent.ranker import LMRanker
+            ranker = LMRanker(args.ranker, device=args.device, dtype=args.dtype)
+        if args.task == "miniwob":
+            return ex.miniwob_executor(args.screenshots, args.miniwob_max_ms, ranker)
+        return ex.mind2web_executor(ranker)
     if args is not None and args.task == "webshop":
         return ex.shop_executor(args.webshop_data, args.webshop_url)
     from lumos.agent.agent import answer_fn_from

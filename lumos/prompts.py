@@ -74,6 +74,11 @@ QA_USER = ("Please answer the following question according to the context. Pleas
            "No more details and explanations.\n\nQuestion: {question}\nContext: {context}\n")
 QA_ANSWER_PREFIX = "Answer: "
 
+# ---------------------------------------------------------------------------
+# NOT the paper's: the question our cross-encoder element ranker (lumos/agent/ranker.py) answers Yes/No,
+# in place of MindAct's DeBERTa cross-encoder that Lumos called.
+RANK_USER = "Query: {query}\nElement: {element}\nIs this the element the query means? Answer Yes or No."
+
 
 # ---------------------------------------------------------------------------
 # Small builders, so nobody re-types the strings above.

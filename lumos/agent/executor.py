@@ -234,18 +234,23 @@ class PageExecutor(Executor):
     """The web families: CLICK / TYPE / SELECT (lumos/tools/web.py) on a page opened per episode.
 
     open_page(example) -> page (a recorded Mind2Web task, a browser tab); close_page(page) -> the outcome
-    the metric needs (the recorded predictions, a MiniWoB reward). ranker(query, elements) -> order."""
+    the metric needs (the recorded predictions, a MiniWoB reward). ranker(query, elements) -> order.
+    shutdown(): releases what the pages share (the browsers) when the run ends; see close()."""
 
-    def __init__(self, open_page, close_page, ranker):
+    def __init__(self, open_page, close_page, ranker, shutdown=None):
         from lumos.tools.web import web_tools
         super().__init__(web_tools(ranker))
-        self.open_page, self.close_page = open_page, close_page
+        self.open_page, self.close_page, self.shutdown = open_page, close_page, shutdown
 
     def start(self, example) -> dict:
         return {"Env": self.open_page(example)}
 
     def finish(self, env: dict) -> dict:
         return self.close_page(env["Env"])
+
+    def close(self):
+        if self.shutdown is not None:
+            self.shutdown()
 
 
 def mind2web_executor(ranker=None) -> PageExecutor:
@@ -262,8 +267,6 @@ def miniwob_executor(shots_dir=None, max_ms: int | None = None, ranker=None) -> 
     example.meta["task"] with example.meta["seed"] in a pooled browser and writes the page's instruction
     into example.question; the outcome is MiniWoB's reward ({"done", "reward", ...}). shots_dir: a
     screenshot per step into shots_dir/<example id>/. Call .close() to quit the browsers."""
-    import re as _re
-
     from lumos.envs.browser import BrowserPool
     from lumos.envs.miniwob import MiniWoBPage
     from lumos.tools.web import BM25Ranker
@@ -271,7 +274,7 @@ def miniwob_executor(shots_dir=None, max_ms: int | None = None, ranker=None) -> 
 
     def open_page(ex):
         browser = pool.take()
-        shots = Path(shots_dir) / _re.sub(r"[^\w.-]", "_", ex.id) if shots_dir else None
+        shots = Path(shots_dir) / re.sub(r"[^\w.-]", "_", ex.id) if shots_dir else None
         try:
             page = MiniWoBPage(browser, ex.meta["task"], ex.meta["seed"], shots=shots, max_ms=max_ms)
         except Exception as err:   # the environment, not the model, failed: one line for the user
@@ -287,9 +290,7 @@ def miniwob_executor(shots_dir=None, max_ms: int | None = None, ranker=None) -> 
         finally:
             pool.give(page.browser)
 
-    executor = PageExecutor(open_page, close_page, ranker or BM25Ranker())
-    executor.close = pool.close
-    return executor
+    return PageExecutor(open_page, close_page, ranker or BM25Ranker(), shutdown=pool.close)
 
 
 class ShopExecutor(Executor):
