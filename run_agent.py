@@ -84,6 +84,13 @@ def parse_args(argv=None):
                      help="MiniWoB++: headless Chromium windows, i.e. episodes in flight at once (default %(default)s)")
     web.add_argument("--screenshots", metavar="DIR", default=None,
                      help="MiniWoB++: a screenshot per step into DIR/<episode id>/ (default: next to --out, OUT minus .jsonl + _screenshots)")
+    sql = p.add_argument_group("InterCode-SQL (--task intercode_sql, intercode_sql_test)")
+    sql.add_argument("--db", default="sqlite", metavar="URL",
+                     help="the databases: 'sqlite' (default: embedded, built once from data/intercode-sql into "
+                     "~/.cache/lumos/intercode_sql) or a MySQL/MariaDB server, mysql://user:pass@host:port "
+                     "(`python -m lumos.envs.mariadb start` starts one and prints its URL)")
+    sql.add_argument("--sql-time-limit", type=float, default=5.0, metavar="S",
+                     help="seconds one SQL statement may run (default 5)")
     shop = p.add_argument_group("WebShop (--task webshop)")
     shop.add_argument("--webshop-data", metavar="DIR", default=None,
                       help="WebShop's data files (items_shuffle.json, items_ins_v2.json, items_human_ins.json): the "
@@ -102,6 +109,10 @@ def parse_args(argv=None):
         p.error(f"--ranker {args.ranker}: neither bm25, oracle, nor a checkpoint directory")
     if args.ranker == "oracle" and args.task != "mind2web":
         p.error("--ranker oracle needs the recorded gold elements of --task mind2web")
+    if not (args.db == "sqlite" or args.db.startswith(("sqlite://", "mysql://", "mariadb://"))):
+        p.error(f"--db must be 'sqlite', sqlite:///DIR or mysql://user:pass@host:port, got {args.db!r}")
+    if not 0 < args.sql_time_limit <= 600:
+        p.error("--sql-time-limit must be in (0, 600] seconds")
     return args
 
 
@@ -216,6 +227,8 @@ def make_executor(family: str, planner, grounder, corpus: str | None = None, arg
         return ex.mind2web_executor(ranker)
     if args is not None and args.task == "webshop":
         return ex.shop_executor(args.webshop_data, args.webshop_url)
+    if family == "sql":
+        return ex.SQLExecutor(args.db if args is not None else "sqlite", args and args.sql_time_limit)
     from lumos.agent.agent import answer_fn_from
     from lumos.agent.backends import GoldBackend
     qa = grounder if not isinstance(grounder, GoldBackend) else planner
@@ -241,9 +254,13 @@ def main(argv=None):
     family = TASK_INFO[args.task].family
     if family in ("web_agent", "webshop") and args.question:
         fail(f"--task {args.task} acts on web pages; it cannot answer a --question")
+    if family == "sql" and args.question:
+        fail(f"--task {args.task} asks questions about its own databases; it cannot answer a --question")
     if args.webshop_url and not args.webshop_url.startswith(("http://", "https://")):
         fail(f"--webshop-url must be an http(s):// URL, got {args.webshop_url!r}")
     examples = load_examples(args) if family in ("web_agent", "webshop") else None
+    if family == "sql":   # they carry their gold annotations (converted from the gold SQL) for --backend gold
+        examples = load_task(args.task, args.limit)
     try:
         planner, grounder, specs = make_backends(args, examples)
     except BackendError as e:
@@ -325,6 +342,10 @@ def main(argv=None):
     if args.task == "webshop":   # WebShop's average reward (the paper's metric) and success rate (reward 1)
         metrics = {"average_reward": sum(r["score"]["reward"] for r in done) / n,
                    "success": sum(r["correct"] for r in done) / n}
+    if family == "sql":   # InterCode's success rate (reward 1) and mean reward, overall and per hardness
+        from lumos.agent.tasks.intercode_sql import aggregate as sql_aggregate
+        metrics = sql_aggregate([r["score"] for r in done])
+        metrics["corrupt_gold"] = sum(bool((r.get("outcome") or {}).get("corrupt_gold")) for r in done)
     if args.task == "miniwob":   # success = MiniWoB's raw reward 1.0; per task too
         metrics["mean_reward"] = sum(r["score"]["reward"] for r in done) / n
         for t in args.miniwob_tasks.split(","):

@@ -60,6 +60,13 @@ GROUND_PREFIX = {
         "relevant item from Item_names according to Query, Item_names and Item_features; Click(Item): Click the "
         "Item to check more information.\n\n"),
 }
+# InterCode-SQL. Ours, not the paper's: the released code has no SQL grounding prompt, so this one follows the
+# shape of the others, listing the action forms of the paper's SQL annotations (instruction_icode_sql).
+GROUND_PREFIX["sql"] = _GROUND_INTRO + (
+    "The available action list is 'SHOW TABLES', 'DESCRIBE', SQL fragments and 'SELECT'.\nSHOW TABLES: List the "
+    "tables of the database; DESCRIBE table: List the columns of the table with their types; a SQL fragment "
+    "(e.g. 'Name FROM singer', 'Age > 20', 'ORDER BY Age DESC'): Write one part of the final query; SELECT query: "
+    "Execute the SQL query and return its rows.\n\n")
 GROUND_TASK_LINE = "Task: {task} \n"                       # note the space before the newline
 GROUND_ONE = "Subgoal to be grounded: {subgoal}\n"         # Lumos-I: one subgoal per turn
 GROUND_ALL = "Subgoals to be grounded: {subgoals}\n"       # Lumos-O: all subgoals joined by "; "

@@ -161,6 +161,10 @@ class Executor:
         planning, as Lumos's WebShop eval stops at the reward."""
         return False
 
+    def parse(self, grounding: str) -> list[Action]:
+        """A grounding -> its actions (`R1 = Tool(args)`; the SQL family parses `R1 = <SQL>` instead)."""
+        return parse_actions(grounding)
+
     def run(self, grounding: str, env: dict) -> list[ActionRecord]:
         """Execute every action of `grounding` in order; results are bound into `env` (name -> Value,
         a str). Returns one record per action. Never raises."""
@@ -169,7 +173,7 @@ class Executor:
             return [ActionRecord(text=_short(str(grounding)), tool="", outputs=[], args="", resolved_args="",
                                  error=f"grounding too long or not text ({size}; limit {MAX_GROUNDING_CHARS} characters)")]
         try:
-            actions = parse_actions(grounding)
+            actions = self.parse(grounding)
         except Exception as err:      # parse_actions does not raise; belt and braces for "never"
             actions = [Action(text=_short(grounding), error=f"cannot parse: {_one_line(err)}")]
         if not actions:
@@ -330,6 +334,61 @@ def shop_executor(data_dir=None, url: str | None = None) -> ShopExecutor:
     from lumos.envs.webshop.generate import ensure_default_data
     from lumos.envs.webshop.shop import Shop
     return ShopExecutor(InProcess(Shop.load(data_dir or ensure_default_data())))
+
+
+class SQLExecutor(Executor):
+    """InterCode-SQL: `R_j = <SQL>` actions (lumos/tools/sql.py) on the episode's database, opened read-only
+    from example.meta["db"] on the backend `url` ('sqlite' or mysql://user:pass@host:port). At finish the
+    gold SQL (example.answer) runs on the same database and InterCode's reward compares the rows of the
+    episode's last SELECT with it: the outcome is {"reward", "corrupt_gold", "query", "n_rows", ...}."""
+
+    def __init__(self, url: str = "sqlite", time_limit: float | None = None):
+        from lumos.envs.sql import TIME_LIMIT
+        super().__init__({})
+        self.url, self.time_limit = url, time_limit or TIME_LIMIT
+
+    def parse(self, grounding: str) -> list[Action]:
+        from lumos.tools.sql import parse_sql_action
+        actions = []
+        for piece in split_actions(grounding):
+            try:
+                outputs, kind, sql = parse_sql_action(piece)
+                actions.append(Action(text=piece, outputs=outputs, tool=kind, args=sql))
+            except ToolError as err:
+                actions.append(Action(text=piece, error=str(err)))
+        return actions
+
+    def _execute(self, action: Action, env: dict, rec: ActionRecord) -> str | None:
+        try:
+            value = env["Env"].act(action.tool, action.args)
+        except ToolError as err:
+            return _one_line(err)
+        rec.result = value
+        for name in action.outputs:
+            env[name] = Value(value)
+        return None
+
+    def start(self, example) -> dict:
+        from lumos.envs.sql import SQLError, open_database
+        from lumos.tools.sql import SQLSession
+        try:
+            db = open_database(example.meta["db"], self.url, self.time_limit)
+        except SQLError as err:     # no server, no such database: the run cannot go on
+            raise RuntimeError(f"cannot open database {example.meta['db']!r} on {self.url}: {err}") from None
+        return {"Env": SQLSession(db), "Gold": (example.answer, example.meta.get("hardness"))}
+
+    def finish(self, env: dict) -> dict:
+        from lumos.agent.tasks.intercode_sql import intercode_reward
+        from lumos.envs.sql import SQLError
+        session, (gold_sql, hardness) = env["Env"], env["Gold"]
+        try:
+            gold_rows, corrupt = session.db.execute(gold_sql).rows, False
+        except SQLError:           # InterCode compares with an empty gold result then
+            gold_rows, corrupt = [], True
+        reward = intercode_reward(session.last_rows, gold_rows)
+        session.close()
+        return {"reward": reward, "corrupt_gold": corrupt, "hardness": hardness, "query": session.last_query,
+                "n_rows": None if session.last_rows is None else len(session.last_rows), "gold_n_rows": len(gold_rows)}
 
 
 def maths_executor() -> Executor:

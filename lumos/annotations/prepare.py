@@ -3,6 +3,7 @@
     data/annotations/lumos_maths_{plan,ground}_{iterative,onetime}.jsonl   (training, from GSM8K train)
     data/annotations/dropped_gsm8k_train.jsonl                             (what was dropped, and why)
     data/gold/gsm8k_train.jsonl, data/gold/gsm8k_test.jsonl                (gold annotations, for replay)
+    data/annotations/lumos_sql_{plan,ground}_{iterative,onetime}.jsonl     (InterCode-SQL, train databases only)
 
 GSM8K *test* is converted only into data/gold/gsm8k_test.jsonl, never into a training file.
 `prepare(data_dir)` does it all in a few seconds; `ensure_prepared(data_dir)` only when files are missing.
@@ -82,6 +83,9 @@ def prepare(data_dir="data", quiet: bool = False) -> dict:
             for reason, n in counts.most_common():
                 if reason != "converted":
                     print(f"  dropped {n:5d}  {reason}", file=sys.stderr)
+    if (data_dir / "intercode-sql" / "ic_spider_dev.json").exists():   # SQL: train databases only
+        from lumos.annotations.intercode_sql import write_training_files
+        report["intercode_sql_train"] = write_training_files(data_dir, quiet)
     if not quiet:
         for path in annotation_paths(data_dir).values():
             print(f"wrote {path}", file=sys.stderr)

@@ -48,6 +48,9 @@ TASKS = {
     "miniwob": Task("miniwob", "web_agent", "", "live"),      # live pages in headless Chromium: tasks/miniwob.py
     # WebShop (Search/FeatureRetrieve/Pick/Click on a shop session): tasks/webshop.py, lumos/envs/webshop/
     "webshop": Task("webshop", "webshop", "webshop", "test"),
+    # InterCode-SQL (SHOW TABLES / DESCRIBE / fragments / SELECT on a database per task): tasks/intercode_sql.py
+    "intercode_sql": Task("intercode_sql", "sql", "intercode-sql/ic_spider_dev.json", "all"),
+    "intercode_sql_test": Task("intercode_sql_test", "sql", "intercode-sql/ic_spider_dev.json", "test"),
 }
 
 
@@ -74,6 +77,9 @@ def load_task(name: str, limit: int | None = None, data_dir: Path | str = DATA_D
     if name == "miniwob":
         from lumos.agent.tasks.miniwob import load_miniwob
         return load_miniwob(limit=limit)
+    if task.family == "sql":
+        from lumos.agent.tasks.intercode_sql import load_intercode_sql
+        return load_intercode_sql(path, task.split, limit)
     if name == "webshop":
         from lumos.agent.tasks.webshop import load_webshop
         return load_webshop(None if Path(data_dir) == DATA_DIR else path, limit)   # default: generated on first use
@@ -190,6 +196,9 @@ def score(task: str, prediction, gold, outcome: dict | None = None) -> dict:
     if task == "miniwob":    # MiniWoB's own reward, read from the page when the episode finished
         from lumos.agent.tasks.miniwob import score_miniwob
         return score_miniwob(outcome)
+    if family == "sql":       # InterCode's reward of the episode's last SELECT; success = reward 1
+        from lumos.agent.tasks.intercode_sql import score_sql
+        return score_sql(outcome)
     if task == "webshop":    # WebShop's reward for the purchase (0 without one); success = reward 1
         from lumos.agent.tasks.webshop import score_webshop
         return score_webshop(outcome)

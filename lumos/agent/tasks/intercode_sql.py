@@ -46,9 +46,10 @@ def load_intercode_sql(path, split: str = "all", limit: int | None = None) -> li
     for i, row in enumerate(rows):
         if split != "all" and (row["db"] in TRAIN_DBS) != (split == "train"):
             continue
-        meta = {"db": row["db"], "hardness": row["hardness"], "tables": list(row["db_tables"])}
+        meta = {"db": row["db"], "hardness": row["hardness"]}
         ex = Example(f"intercode_sql-dev-{i}", row["query"], row["gold"], meta)
-        ex.meta["gold"] = gold_annotation(ex.id, ex.question, row["gold"], meta["tables"])
+        columns = [c for cols in row["db_tables"].values() for c in cols]
+        ex.meta["gold"] = gold_annotation(ex.id, ex.question, row["gold"], list(row["db_tables"]), columns)
         out.append(ex)
         if limit is not None and len(out) >= limit:
             break
