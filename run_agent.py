@@ -1,16 +1,19 @@
 """Run the Lumos agent (planner -> grounder -> executor) over a task's test set and report the paper's metric.
 
+    python run_agent.py --task gsm8k --limit 20                          # the shipped demo models, a quick look
     python run_agent.py --task gsm8k --backend gold --limit 200          # replay gold annotations end to end
-    python run_agent.py --task gsm8k --planner runs/plan --grounder runs/ground --limit 20
+    python run_agent.py --task gsm8k --planner runs/plan --grounder runs/ground --limit 20   # your train.py runs
     python run_agent.py --task gsm8k --planner ai2lumos/lumos_maths_plan_iterative \\
-                        --grounder ai2lumos/lumos_maths_ground_iterative --device cuda
+                        --grounder ai2lumos/lumos_maths_ground_iterative --device cuda  # the released 7B models
     python run_agent.py --task gsm8k --planner http://localhost:8000/v1 --grounder http://localhost:8001/v1
-    python run_agent.py --task gsm8k --planner DIR --grounder DIR --question "Tom has 3 apples ..."
+    python run_agent.py --task gsm8k --question "Tom has 3 apples and buys 4 more. How many apples?"
+    python -m lumos.report outputs/gsm8k-iterative-lumos-demo-plan-lumos-demo-ground.jsonl  # trace -> HTML
 
 Every finished example is appended to a JSONL trace (--out); rerunning with the same --out resumes.
+The summary (metric, every wrong answer's cause) is printed and saved next to the trace, with an HTML
+report of every example (plan, actions, results, answer vs gold) that any browser opens offline.
 """
 import argparse
-import collections
 import json
 import os
 import sys
@@ -22,6 +25,7 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROOT / "checkpoints/lumos-demo-ground"}
 # Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own
 DEFAULT_CKPT_ONETIME = {**DEFAULT_CKPT, "planner": ROOT / "checkpoints/lumos-demo-plan-onetime"}
+SHIPPED_FAMILIES = ("maths",)  # task families the shipped demo models were trained for
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
 WEB_MAX_ROUNDS = 64  # Lumos-I planner calls per web task: Mind2Web tasks run to ~30 steps
 
@@ -32,14 +36,16 @@ BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's traine
 
 
 def parse_args(argv=None):
+    from lumos.agent.budget import BUDGETS
     from lumos.agent.tasks import TASKS
     from lumos.agent.tasks.miniwob import TASKS as MINIWOB_TASKS
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=TASKS, default="gsm8k")
+    from lumos.cli import HelpFormatter, positive_int
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--task", choices=TASKS, default="gsm8k", help="evaluation set")
     p.add_argument("--formulation", choices=("iterative", "onetime"), default="iterative",
                    help="Lumos-I (plan one subgoal, ground, execute, feed the result back) or Lumos-O (plan all at once)")
     p.add_argument("--backend", choices=("local", "openai", "gold"), default="local",
-                   help="default backend of both modules when --planner/--grounder are not given")
+                   help="backend of both modules when --planner/--grounder are not given")
     for m in ("planner", "grounder"):
         p.add_argument(f"--{m}", metavar="SPEC", help=f"the {m}: a checkpoint directory (HF or Meta layout), a hub id "
                        f"(ai2lumos/lumos_maths_{m[:4] if m == 'planner' else 'ground'}_iterative), 'gold', or an "
@@ -50,12 +56,21 @@ def parse_args(argv=None):
     p.add_argument("--url", default=os.environ.get("OPENAI_BASE_URL"),
                    help="endpoint for --backend openai when --planner/--grounder give none (default: $OPENAI_BASE_URL)")
     p.add_argument("--api-key", default=None, help="bearer key for the endpoint (default: $OPENAI_API_KEY)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N examples of the test set")
-    p.add_argument("--batch-size", type=int, default=32, help="examples in flight; each planner/grounder step decodes them as one batch")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N examples of the test set (default: all)")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="examples in flight; each planner/grounder step decodes them as one batch")
     p.add_argument("--out", default=None, help="JSONL trace (default outputs/TASK-FORMULATION-PLANNER-GROUNDER.jsonl); "
                    "an existing file is resumed, its finished ids skipped; the summary goes to OUT minus .jsonl + .summary.json")
     p.add_argument("--question", default=None, help="answer one question of your own and print plan, actions and answer")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="per generation (the paper: 512; each stops at its first newline)")
+    measured = "; ".join(f"{f} {o}: planner {b['planner']}, grounder {b['grounder']}, example {b['example']}"
+                         for (f, o), b in BUDGETS.items())
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help="new tokens per planner/grounder turn; each turn also stops at its first newline or when "
+                   "it loops. Default: each module's budget measured from the gold annotations (lumos.agent.budget: "
+                   f"{measured}); the paper's 512 for families without annotations here")
+    p.add_argument("--max-example-tokens", type=positive_int, default=None,
+                   help="generated tokens per example (planner + grounder, all rounds) before it fails as "
+                   "token_budget. Default: the measured budget above; none for other families")
     p.add_argument("--bos", action=argparse.BooleanOptionalAction, default=True, help=BOS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
@@ -63,6 +78,8 @@ def parse_args(argv=None):
     p.add_argument("--corpus", default=None, help="complex QA: answer KnowledgeQuery from a local directory of *.txt / "
                    "*.jsonl {title, text} pages instead of Wikipedia over HTTP")
     p.add_argument("--cache-dir", default=None, help="where hub ids are downloaded (default: lumos.model.hub's cache)")
+    p.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the trace as one self-contained HTML report, OUT minus .jsonl + .html")
     web = p.add_argument_group("web agents (--task mind2web | miniwob)")
     web.add_argument("--mind2web-data", metavar="DIR", default=str(ROOT / "data/mind2web"),
                      help="the released Mind2Web JSON: DIR/{train,test_task,test_website,test_domain}/*.json "
@@ -77,10 +94,11 @@ def parse_args(argv=None):
                      "cross-encoder checkpoint directory trained by train.py on `python -m lumos.agent.ranker` pairs")
     web.add_argument("--miniwob-tasks", default=",".join(MINIWOB_TASKS), metavar="T1,T2",
                      help="comma-separated MiniWoB++ task pages (default: %(default)s)")
-    web.add_argument("--miniwob-episodes", type=int, default=10, metavar="N", help="episodes (seeds 0..N-1) per MiniWoB++ task (default %(default)s)")
-    web.add_argument("--miniwob-max-ms", type=int, default=None, metavar="MS",
+    web.add_argument("--miniwob-episodes", type=positive_int, default=10, metavar="N",
+                     help="episodes (seeds 0..N-1) per MiniWoB++ task (default %(default)s)")
+    web.add_argument("--miniwob-max-ms", type=positive_int, default=None, metavar="MS",
                      help="override a MiniWoB++ episode's time limit (the pages' own: 10000 ms)")
-    web.add_argument("--browsers", type=int, default=2, metavar="N",
+    web.add_argument("--browsers", type=positive_int, default=2, metavar="N",
                      help="MiniWoB++: headless Chromium windows, i.e. episodes in flight at once (default %(default)s)")
     web.add_argument("--screenshots", metavar="DIR", default=None,
                      help="MiniWoB++: a screenshot per step into DIR/<episode id>/ (default: next to --out, OUT minus .jsonl + _screenshots)")
@@ -100,8 +118,6 @@ def parse_args(argv=None):
                       help="act on a running WebShop server instead of the embedded shop, e.g. http://127.0.0.1:3000 "
                       "(WebShop's own, or `python -m lumos.envs.webshop.server`); goal i is its session fixed_i")
     args = p.parse_args(argv)
-    if args.miniwob_episodes < 1 or args.browsers < 1:
-        p.error("--miniwob-episodes and --browsers must be at least 1")
     unknown = set(args.miniwob_tasks.split(",")) - set(MINIWOB_TASKS)
     if args.task == "miniwob" and unknown:
         p.error(f"--miniwob-tasks: no oracle for {', '.join(sorted(unknown))} (known: {', '.join(MINIWOB_TASKS)})")
@@ -132,10 +148,20 @@ def tag(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[:40] or "x"
 
 
+def released(family: str, module: str, formulation: str) -> str:
+    """The hub id of the paper's released model for a family (web and SQL tasks: the unified model)."""
+    kind = "plan" if module == "planner" else "ground"
+    if family in ("maths", "complex_qa"):
+        return f"ai2lumos/lumos_{family}_{kind}_{formulation}"
+    return f"ai2lumos/lumos_unified_{kind}_iterative"
+
+
 def make_backends(args, examples=None):
     """-> (planner, grounder) backends, from --planner/--grounder or --backend's default. `examples`: the
     loaded web-task examples, whose gold annotations (example.meta["gold"]) the gold backend replays."""
     from lumos.agent.backends import GoldBackend, LocalBackend, OpenAIBackend, load_gold
+    from lumos.agent.tasks import TASKS
+    family = TASKS[args.task].family
     specs, local_cache, gold_rows = {}, {}, None
     for m in ("planner", "grounder"):
         spec = getattr(args, m)
@@ -147,6 +173,12 @@ def make_backends(args, examples=None):
                     fail(f"--backend openai needs an endpoint: --url http://host:8000/v1 (or $OPENAI_BASE_URL), or --{m} URL")
                 spec = args.url
             else:
+                if family not in SHIPPED_FAMILIES:  # the demo models would answer in maths-speak
+                    fail(f"no {m} is shipped for --task {args.task} ({family}; the demo models in checkpoints/ "
+                         f"are maths-only): pass --planner and --grounder, e.g. "
+                         f"--planner {released(family, 'planner', args.formulation)} "
+                         f"--grounder {released(family, 'grounder', args.formulation)}, a train.py output "
+                         "directory, or an http:// endpoint")
                 default = (DEFAULT_CKPT_ONETIME if args.formulation == "onetime" else DEFAULT_CKPT)[m]
                 spec = str(default)
                 if not Path(spec).is_dir():
@@ -240,7 +272,14 @@ def make_executor(family: str, planner, grounder, corpus: str | None = None, arg
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    try:
+        return run(parse_args(argv))
+    except KeyboardInterrupt:  # during start-up (loading models, data); a run in progress handles it itself
+        print("\ninterrupted before any example was run; nothing written", file=sys.stderr)
+        return 130
+
+
+def run(args):
     import torch
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
@@ -248,8 +287,9 @@ def main(argv=None):
 
     from lumos.agent.agent import FAILURES, MAX_ROUNDS, Agent
     from lumos.agent.backends import BackendError
+    from lumos.agent.budget import budget
     from lumos.agent.tasks import TASKS as TASK_INFO, load_task, score
-    from lumos.agent.trace import Trace
+    from lumos.agent.trace import Trace, summarize
 
     family = TASK_INFO[args.task].family
     if family in ("web_agent", "webshop") and args.question:
@@ -269,8 +309,12 @@ def main(argv=None):
     if args.task == "miniwob" and args.screenshots is None:
         args.screenshots = str(out.with_name(out.name.removesuffix(".jsonl") + "_screenshots"))
     executor = make_executor(family, planner, grounder, args.corpus, args)
+    limits = budget(family, args.formulation)
+    per_turn = ({"planner": args.max_new_tokens, "grounder": args.max_new_tokens} if args.max_new_tokens
+                else {m: limits[m] for m in ("planner", "grounder")})
     agent = Agent(planner, grounder, executor, family, args.formulation,
-                  max_rounds=WEB_MAX_ROUNDS if family == "web_agent" else MAX_ROUNDS)
+                  max_rounds=WEB_MAX_ROUNDS if family == "web_agent" else MAX_ROUNDS,
+                  max_new_tokens=per_turn, max_example_tokens=args.max_example_tokens or limits["example"])
     batch_size = min(args.batch_size, args.browsers) if args.task == "miniwob" else args.batch_size
 
     if args.question:  # one question of one's own: print the episode, write nothing
@@ -298,15 +342,16 @@ def main(argv=None):
 
     wanted = {e.id for e in examples}
     prior = [r for r in trace.rows if r["id"] in wanted]
-    n_done, n_correct = len(prior), sum(r["correct"] for r in prior)  # the running metric of the bar
+    n_done, n_correct = len(prior), sum(bool(r["correct"]) for r in prior)  # the running metric of the bar
     t0, n_new, tokens_new = time.time(), 0, 0
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{args.task} {args.formulation}",
                unit="ex", dynamic_ncols=True)
     try:
         for ep in agent.run(todo, batch_size=batch_size):
             s = score(args.task, ep.prediction, ep.gold, ep.outcome)
+            failure = ep.failure or (None if s["correct"] else "wrong_answer")  # every wrong answer has a cause
             row = {"id": ep.id, "question": ep.question, "gold": ep.gold, "prediction": ep.prediction,
-                   "correct": bool(s["correct"]), "score": s, "failure": ep.failure, "subgoals": ep.subgoals,
+                   "correct": bool(s["correct"]), "score": s, "failure": failure, "subgoals": ep.subgoals,
                    "outcome": ep.outcome,
                    "n_tokens": ep.n_tokens, "steps": ep.steps}
             trace.write(row)
@@ -327,13 +372,17 @@ def main(argv=None):
     finally:
         getattr(executor, "close", lambda: None)()   # the browsers of a live web task
     bar.close()
-    trace.close()
+    trace.sort([e.id for e in examples])  # dataset order, whatever order the examples finished in
 
     rows = {r["id"]: r for r in trace.rows}
     done = [rows[e.id] for e in examples if e.id in rows]
+    if not done:  # nothing to summarise: keep any earlier summary and report as they are
+        print(f"no example finished; {out} holds no row of this run, nothing else written", file=sys.stderr)
+        return 1
     minutes = (time.time() - t0) / 60
-    n = max(len(done), 1)
-    metrics = {"accuracy": sum(r["correct"] for r in done) / n}
+    n = len(done)
+    total = summarize(done)
+    metrics = {"accuracy": total["accuracy"]}
     if args.task == "hotpotqa":  # the paper reports HotpotQA by exact match and F1 too
         metrics.update({k: sum(r["score"][k] for r in done) / n for k in ("em", "f1")})
     if args.task == "mind2web":  # element accuracy, operation F1, step / task success (micro and macro)
@@ -352,8 +401,9 @@ def main(argv=None):
             mine = [r["correct"] for r in done if r["id"].rsplit("-", 1)[0] == f"miniwob-{t}"]
             metrics[f"success_{t}"] = sum(mine) / max(len(mine), 1)
     summary = {"task": args.task, "formulation": args.formulation, "planner": specs["planner"],
-               "grounder": specs["grounder"], "bos": args.bos, "n": len(done), "metrics": metrics,
-               "failures": dict(collections.Counter(r["failure"] for r in done if r["failure"])),
+               "grounder": specs["grounder"], "bos": args.bos, "n": len(done), "correct": total["correct"],
+               "metrics": metrics, "failures": total["failures"],
+               "budgets": {**per_turn, "example": agent.max_example_tokens},
                "tokens_generated": sum(r["n_tokens"] for r in done),
                "this_session": {"examples": n_new, "tokens": tokens_new, "minutes": round(minutes, 3),
                                 "examples_per_minute": round(n_new / minutes, 2) if minutes > 0 else None},
@@ -362,10 +412,14 @@ def main(argv=None):
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{args.task} ({args.formulation}), {len(done)} examples: "
           + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["metrics"].items()))
-    print("failures: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["failures"].items())) or "none"))
+    print(f"{total['correct']} correct; wrong by cause: "
+          + (", ".join(f"{k} {v}" for k, v in summary["failures"].items()) or "none"))
     print(f"tokens generated: {summary['tokens_generated']}; this run: {n_new} examples in {minutes:.2f} min"
           + (f" ({summary['this_session']['examples_per_minute']} examples/minute)" if n_new else ""))
     print(f"trace: {out}\nsummary: {summary_path}")
+    if args.html:
+        from lumos.report import write_report
+        print(f"report: {write_report(out, done, summary, FAILURES)}")
     return 0
 
 

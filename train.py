@@ -1,16 +1,25 @@
 """Fine-tune a Lumos module (planning or grounding) on Lumos conversations.
 
-    python train.py --module grounding --preset tiny --max-steps 20 --out runs/demo
-    torchrun --nproc_per_node=2 train.py --module grounding --preset tiny --max-steps 20 --out runs/demo
+    # smoke run (~2 min on 2 CPU cores): a tiny grounder from scratch, 2 processes, FSDP2 over gloo
+    torchrun --nproc_per_node=2 train.py --module grounding --preset tiny --max-steps 150 \\
+        --global-batch-size 16 --micro-batch-size 8 --lr 1e-3 --out runs/demo
+    python run_agent.py --task gsm8k --planner gold --grounder runs/demo --limit 20    # use it
+    # one process, the Lumos-O planner
+    python train.py --module planning --formulation onetime --preset tiny --lr 1e-3 --out runs/plan
+    # continue an interrupted run / export its latest checkpoint to HF layout
+    python train.py --module planning --formulation onetime --preset tiny --lr 1e-3 --out runs/plan --resume
+    python train.py --export-only --out runs/plan
+    # the paper's recipe: fine-tune Llama-2-7B on GPUs
     torchrun --nnodes=4 --nproc_per_node=8 ... train.py --module planning --task unified \\
         --init /ckpt/Llama-2-7b-hf --micro-batch-size 2 --activation-checkpointing --out runs/plan7b
     python train.py --module grounding --init BASE_DIR --lora-rank 16 --lr 2e-4 --out runs/ground-lora
 
 Writes to --out: log.jsonl (step, loss, lr, tokens/s, MFU, memory), checkpoints/step-N (DCP,
-resumable with --resume), loss.png, and the final model in HF layout (config.json,
-model.safetensors, tokenizer.model) that run_agent.py's local backend and transformers load;
-with --lora-rank, the adapter only (adapter.safetensors + adapter_config.json naming the base),
-which run_agent.py loads onto its base, merged.
+resumable with --resume), loss.png, and the model in HF layout (config.json, model.safetensors,
+tokenizer.model) that run_agent.py's local backend and transformers load: at every --save-every
+checkpoint and at the end, so a run stopped early still leaves its latest model. With --lora-rank,
+the adapter only (adapter.safetensors + adapter_config.json naming the base), which run_agent.py
+loads onto its base, merged.
 """
 import argparse
 import os
@@ -20,6 +29,7 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from lumos.cli import HelpFormatter, positive_float, positive_int, nonnegative_float, nonnegative_int
 from lumos.model.config import PRESETS
 from lumos.model.lora import TARGETS as LORA_TARGETS
 
@@ -34,22 +44,22 @@ def default_data(task: str, module: str, formulation: str) -> Path:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     g = p.add_argument_group("what to train")
     g.add_argument("--module", choices=("planning", "grounding"), help="Lumos module (picks the default dataset)")
-    g.add_argument("--task", choices=TASKS, default="maths", help="task family of the default dataset (default maths)")
+    g.add_argument("--task", choices=TASKS, default="maths", help="task family of the default dataset")
     g.add_argument("--formulation", choices=("iterative", "onetime"), default="iterative",
-                   help="Lumos-I (iterative) or Lumos-O (onetime) annotations (default iterative)")
+                   help="Lumos-I (iterative) or Lumos-O (onetime) annotations")
     g.add_argument("--data", help="Lumos jsonl file; overrides --module/--task/--formulation's default "
                                   "data/annotations/lumos_{task}_{plan|ground}_{formulation}.jsonl")
     g.add_argument("--init", help="HF or Meta Llama-2 checkpoint directory to fine-tune (its tokenizer.model is used)")
     g.add_argument("--preset", choices=sorted(PRESETS), help="train this architecture from scratch instead of --init")
-    g.add_argument("--dim", type=int, help="with --preset: override its model width")
-    g.add_argument("--n-layers", type=int, help="with --preset: override its number of transformer blocks")
-    g.add_argument("--n-heads", type=int, help="with --preset: override its attention heads")
-    g.add_argument("--n-kv-heads", type=int, help="with --preset: override its key/value heads (grouped-query attention)")
+    g.add_argument("--dim", type=positive_int, help="with --preset: override its model width")
+    g.add_argument("--n-layers", type=positive_int, help="with --preset: override its number of transformer blocks")
+    g.add_argument("--n-heads", type=positive_int, help="with --preset: override its attention heads")
+    g.add_argument("--n-kv-heads", type=positive_int, help="with --preset: override its key/value heads (grouped-query attention)")
     g.add_argument("--tokenizer", help="SentencePiece .model for --preset (default: train one on the data)")
-    g.add_argument("--vocab-size", type=int, default=4096, help="size of the tokenizer trained on the data (default 4096)")
+    g.add_argument("--vocab-size", type=positive_int, default=4096, help="size of the tokenizer trained on the data")
     g.add_argument("--out", required=True, help="run directory (log, checkpoints, exported model)")
     lo = p.add_argument_group("LoRA (with --init; default: full fine-tuning)")
     lo.add_argument("--lora-rank", type=int, default=0, help="freeze the --init model and train rank-R adapters "
@@ -59,25 +69,28 @@ def parse_args(argv=None):
     lo.add_argument("--lora-targets", default=",".join(LORA_TARGETS),
                     help=f"comma-separated layers to adapt (default {','.join(LORA_TARGETS)})")
     o = p.add_argument_group("optimisation (defaults: the Lumos paper)")
-    o.add_argument("--epochs", type=float, default=2.0)
-    o.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
-    o.add_argument("--lr", type=float, default=2e-5, help="peak AdamW learning rate")
-    o.add_argument("--warmup-ratio", type=float, default=0.03, help="linear warmup fraction, then linear decay to 0")
-    o.add_argument("--weight-decay", type=float, default=0.0)
-    o.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")
-    o.add_argument("--global-batch-size", type=int, default=128, help="sequences per optimizer step, all ranks together")
-    o.add_argument("--micro-batch-size", type=int, default=8, help="sequences per forward pass per rank; "
+    o.add_argument("--epochs", type=positive_float, default=2.0, help="passes over the data")
+    o.add_argument("--max-steps", type=positive_int, help="optimizer steps; overrides --epochs")
+    o.add_argument("--lr", type=positive_float, default=2e-5,
+                   help="peak AdamW learning rate (2e-5 fine-tunes a pretrained model; from scratch, use ~1e-3)")
+    o.add_argument("--warmup-ratio", type=nonnegative_float, default=0.03, help="linear warmup fraction, then linear decay to 0")
+    o.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="AdamW weight decay")
+    o.add_argument("--max-grad-norm", type=nonnegative_float, default=1.0, help="clip the global gradient norm (0: off)")
+    o.add_argument("--global-batch-size", type=positive_int, default=128, help="sequences per optimizer step, all ranks together")
+    o.add_argument("--micro-batch-size", type=positive_int, default=8, help="sequences per forward pass per rank; "
                    "gradient accumulation = global / (micro x world size)")
-    o.add_argument("--max-seq-len", type=int, default=1024, help="truncate conversations (from the right) to this many tokens")
-    o.add_argument("--seed", type=int, default=0, help="weight init and data order")
+    o.add_argument("--max-seq-len", type=positive_int, default=1024, help="truncate conversations (from the right) to this many tokens")
+    o.add_argument("--seed", type=nonnegative_int, default=0, help="weight init and data order")
     r = p.add_argument_group("running")
-    r.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (always at the end)")
+    r.add_argument("--save-every", type=nonnegative_int, default=50,
+                   help="every N steps save a resumable checkpoint and export the model and loss.png to --out "
+                   "(0: only at the end; always at the end)")
     r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     r.add_argument("--export-only", action="store_true", help="export the latest checkpoint in --out to HF layout and exit")
-    r.add_argument("--threads", type=int, help="CPU threads per rank (default: usable CPUs / ranks on this node)")
+    r.add_argument("--threads", type=positive_int, help="CPU threads per rank (default: usable CPUs / ranks on this node)")
     r.add_argument("--activation-checkpointing", action="store_true", help="recompute each block in backward (less memory)")
     r.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: float32 on CPU, bfloat16 on CUDA)")
-    r.add_argument("--export-dtype", choices=("float32", "bfloat16", "float16"), help="dtype of the exported weights")
+    r.add_argument("--export-dtype", choices=("float32", "bfloat16", "float16"), help="dtype of the exported weights (default: the compute dtype)")
     r.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     r.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = p.parse_args(argv)
@@ -110,11 +123,6 @@ def parse_args(argv=None):
         p.error(f"--tokenizer {args.tokenizer}: no such file")
     if args.task in ("web_agent", "unified") and args.formulation == "onetime" and not args.data:
         p.error(f"--task {args.task} has only iterative annotations in Lumos; use --formulation iterative")
-    for name in ("epochs", "lr", "global_batch_size", "micro_batch_size", "max_seq_len"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
-    if args.max_steps is not None and args.max_steps <= 0:
-        p.error("--max-steps must be positive")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.global_batch_size % (args.micro_batch_size * world):
         p.error(f"--global-batch-size {args.global_batch_size} must be a multiple of --micro-batch-size "
@@ -209,6 +217,11 @@ def main(argv=None):
         if d.is_main:
             print(f"train.py: error: {one_line(e)}", file=sys.stderr, flush=True)
         code = 2
+    except KeyboardInterrupt:  # Ctrl-C: one line; the checkpoints and model already in --out stay
+        if d.is_main:
+            print(f"train.py: interrupted; {a.out} keeps its latest checkpoint (--resume continues) and model",
+                  file=sys.stderr, flush=True)
+        code = 130
     except BaseException:  # a bug or a crash: show it, and don't wait for the other ranks
         traceback.print_exc()
         code = 1
@@ -217,4 +230,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before training started (imports, process group)
+        print("train.py: interrupted before training started", file=sys.stderr)
+        sys.exit(130)

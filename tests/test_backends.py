@@ -2,6 +2,7 @@
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -122,9 +123,22 @@ def test_gold_backend_onetime_replay():
     assert a == "R1 = Calculator(16 - 3 - 4); R2 = Calculator(R1 * 2)"
 
 
-def test_missing_checkpoint_is_one_clear_error(tmp_path):
-    with pytest.raises(BackendError, match="not found"):
-        resolve_checkpoint(str(tmp_path / "nope"))
+def test_missing_checkpoint_is_one_clear_error(tmp_path, monkeypatch):
+    from lumos.model import hub
+
+    def no_network(*a, **k):
+        raise AssertionError("a local-looking path must not reach the hub")
+    monkeypatch.setattr(hub, "download", no_network)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    # a mistyped path (absolute, ./, ~/, or under a directory that exists here): at once, no download
+    for spec in (str(tmp_path / "nope"), "./nope", "~/surely-not-here-lumos", "checkpoints/nope", "../x/y"):
+        t = time.perf_counter()
+        with pytest.raises(BackendError, match=r"^checkpoint .*: no such directory$"):
+            resolve_checkpoint(spec)
+        assert time.perf_counter() - t < 0.5
+    with pytest.raises(BackendError, match="not found"):  # neither a path nor a hub id
+        resolve_checkpoint("nope")
     (tmp_path / "f.bin").write_text("x")
     with pytest.raises(BackendError, match="is a file"):
         resolve_checkpoint(str(tmp_path / "f.bin"))

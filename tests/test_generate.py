@@ -114,3 +114,30 @@ def test_bad_prompts(tok):
         decode_tokens(model, [[1], []], 4)
     with pytest.raises(ValueError, match="max_seq_len"):
         decode_tokens(model, [[1] * 256], 4)
+
+
+def test_degenerate_repetition_by_hand(tok):
+    from lumos.model.generate import degenerate
+    assert not degenerate([5] * 15, 16) and degenerate([5] * 16, 16)            # period 1: "0000..."
+    assert degenerate([7, 1, 2] * 16, 16) and not degenerate([1, 2] * 15 + [1], 16)
+    assert degenerate([9] + [4, 5, 6] * 16, 16) and not degenerate([3, 4, 5] * 15 + [3, 4, 6], 16)
+    assert not degenerate(list(range(9)) * 16, 16)                              # period 9 > MAX_PERIOD
+    assert degenerate(list(range(8)) * 16, 16) and not degenerate([], 16)
+    # the most repetitive gold turn (gsm8k-train, "* 2" twelve times) is never stopped, at any length
+    gold = tok.encode("R3 = Calculator(1 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2)")
+    assert not any(degenerate(gold[:k], 16) for k in range(len(gold) + 1))
+    assert any(degenerate(gold[:k], 8) for k in range(len(gold) + 1))          # 8 repeats would have cut it
+
+
+def test_a_looping_row_stops_as_repeat_and_the_batch_goes_on(tok):
+    x, y = tok.encode("zero one")                                              # two tokens, looped x y x y ...
+    prompt, other = "Loop forever:", "Short answer?"
+    model = bigram_model({tok.encode(prompt)[-1]: [x, y], tok.encode(other)[-1]: tok.encode("Fine.\n")})
+    with torch.no_grad():  # rewire y -> x instead of y -> EOS: a 2-token cycle
+        e = model.tok_embeddings.weight
+        model.output.weight[2] -= 10 * e[y] / e[y].norm()
+        model.output.weight[x] += 10 * e[y] / e[y].norm()
+    assert generate(model, tok, [prompt], max_new_tokens=40, stop=())[0].finish_reason == "length"
+    loop, short = generate(model, tok, [prompt, other], max_new_tokens=100, repeats=16)
+    assert (loop.finish_reason, loop.n_new_tokens, loop.tokens) == ("repeat", 32, [x, y] * 16)
+    assert (short.text, short.finish_reason) == ("Fine.", "stop")

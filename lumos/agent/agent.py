@@ -12,7 +12,9 @@ waiting for the grounder to the grounder backend in one call (a local backend de
 A finished episode is replaced by the next example at once, so the batch stays full.
 
 Model output is untrusted: a generation that cannot be parsed or executed ends its episode with a
-failure cause (see FAILURES) and never raises.
+failure cause (see FAILURES) and never raises. Budgets keep a looping model from holding the batch:
+each module's turn gets at most `max_new_tokens[module]` new tokens, a whole example at most
+`max_example_tokens` (lumos.agent.budget measures both from the gold annotations).
 """
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -34,8 +36,13 @@ FAILURES = {
     "no_result": "the planner stopped before any subgoal was executed",
     "prompt_too_long": "the conversation no longer fits the model's context (max_seq_len)",
     "no_gold": "the gold backend has no annotation for this example (the converter dropped it)",
+    "length": "a generation hit its new-token budget (--max-new-tokens) before its newline",
+    "repetition": "a generation looped (one pattern repeated 16 times in a row) and was stopped",
+    "token_budget": "the example used up its budget of generated tokens (--max-example-tokens)",
+    "wrong_answer": "everything ran, but the answer does not match the gold answer",
 }
-_FINISH_FAILURE = {"too_long": "prompt_too_long", "no_gold": "no_gold"}  # backend finish_reason -> failure
+# backend finish_reason -> failure
+_FINISH_FAILURE = {"too_long": "prompt_too_long", "no_gold": "no_gold", "length": "length", "repeat": "repetition"}
 
 
 @dataclass
@@ -91,13 +98,17 @@ def classify(grounding: str, records: list) -> str | None:
 class Agent:
     """planner, grounder: backends (`complete(prompts, ids) -> list[Completion]`); executor: a
     lumos.agent.executor.Executor (`start(example) -> env`, `run(grounding, env) -> list[ActionRecord]`,
-    `finish(env) -> outcome`); family: a key of prompts.GROUND_PREFIX ('maths', 'complex_qa', ...)."""
+    `finish(env) -> outcome`); family: a key of prompts.GROUND_PREFIX ('maths', 'complex_qa', ...).
+    max_new_tokens: {"planner": n, "grounder": n} per turn, passed to `complete` (None: each backend's
+    own cap); max_example_tokens: generated tokens per example (None: no limit but max_rounds)."""
 
     def __init__(self, planner, grounder, executor, family: str = "maths", formulation: str = "iterative",
-                 max_rounds: int = MAX_ROUNDS):
+                 max_rounds: int = MAX_ROUNDS, max_new_tokens: dict | None = None,
+                 max_example_tokens: int | None = None):
         assert formulation in ("iterative", "onetime"), formulation
         self.planner, self.grounder, self.executor = planner, grounder, executor
         self.family, self.formulation, self.max_rounds = family, formulation, max_rounds
+        self.max_new_tokens, self.max_example_tokens = max_new_tokens, max_example_tokens
 
     def run(self, examples: Iterable, batch_size: int = 32) -> Iterator[Episode]:
         """Yield each example's finished Episode as soon as it is done (not in input order).
@@ -113,6 +124,8 @@ class Agent:
             self.plan_step([e for e in active if e.state == "plan"])
             self.ground_step([e for e in active if e.state == "ground"])
             for e in active:
+                if e.state != "done" and self.max_example_tokens and e.n_tokens >= self.max_example_tokens:
+                    e.finish("token_budget")
                 if e.state == "done":
                     e.outcome = self.executor.finish(e.env)
                     yield e
@@ -178,7 +191,10 @@ class Agent:
             e.state = "plan"
 
     def _call(self, backend, module: str, eps: list[Episode], prompts: list[str]) -> list[Completion]:
-        outs = backend.complete(prompts, [e.id for e in eps])
+        if self.max_new_tokens is None:
+            outs = backend.complete(prompts, [e.id for e in eps])
+        else:
+            outs = backend.complete(prompts, [e.id for e in eps], max_new_tokens=self.max_new_tokens[module])
         for e, p, c in zip(eps, prompts, outs):
             e.n_tokens += c.n_tokens
             e.steps.append({"module": module, "prompt": p, "generation": c.text, "n_tokens": c.n_tokens,

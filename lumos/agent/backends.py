@@ -1,10 +1,12 @@
 """Where the planner's and grounder's text comes from: one small interface, three backends.
 
-    backend.complete(prompts: list[str], ids: list[str] | None = None) -> list[Completion]
+    backend.complete(prompts: list[str], ids: list[str] | None = None,
+                     max_new_tokens: int | None = None) -> list[Completion]
 
-Every backend continues each prompt greedily up to the first newline (at most 512 new tokens), as the
-paper's inference does. Planner and grounder each get their own backend, so e.g. gold subgoals with a
-trained grounder measures the grounder alone.
+Every backend continues each prompt greedily up to the first newline, as the paper's inference does,
+with at most `max_new_tokens` new tokens (the call's, else the backend's own; the paper: 512; the
+agent passes each module's budget from lumos.agent.budget). Planner and grounder each get their own
+backend, so e.g. gold subgoals with a trained grounder measures the grounder alone.
 
 - LocalBackend:  our Llama (lumos.model) with KV-cached greedy decoding, a whole batch per call.
 - OpenAIBackend: any OpenAI-compatible /v1/completions server (vLLM, TGI) over `requests`.
@@ -30,7 +32,8 @@ class BackendError(RuntimeError):
 class Completion:
     text: str                  # the new text, without the stop newline
     n_tokens: int = 0          # tokens generated (0 for gold)
-    finish_reason: str = "stop"  # "stop" (newline), "eos", "length" (hit max_new_tokens), "too_long" (prompt fills the context), "no_gold"
+    finish_reason: str = "stop"  # "stop" (newline), "eos", "length" (hit max_new_tokens), "repeat" (a
+    #   degenerate loop, lumos.model.generate.degenerate), "too_long" (prompt fills the context), "no_gold"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -39,7 +42,8 @@ class LocalBackend:
     or a LoRA adapter directory (train.py --lora-rank), loaded onto its base and merged.
 
     All prompts of one call are decoded together in batches of `batch_size`, sorted by length so that
-    rows of a batch need little left padding.
+    rows of a batch need little left padding. A row that loops (a pattern repeated REPEATS times) stops
+    at once with finish_reason "repeat" instead of holding the batch until max_new_tokens.
     """
 
     def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", bos: bool = True,
@@ -75,8 +79,9 @@ class LocalBackend:
         self.model.eval()
         self.name, self.bos, self.batch_size, self.max_new_tokens = f"local:{path}", bos, batch_size, max_new_tokens
 
-    def complete(self, prompts: list[str], ids: list[str] | None = None) -> list[Completion]:
-        from lumos.model.generate import generate
+    def complete(self, prompts: list[str], ids: list[str] | None = None,
+                 max_new_tokens: int | None = None) -> list[Completion]:
+        from lumos.model.generate import REPEATS, generate
         n_tok = [len(self.tokenizer.encode(p, bos=self.bos)) for p in prompts]
         out: list[Completion | None] = [None] * len(prompts)
         room = self.model.args.max_seq_len
@@ -87,22 +92,32 @@ class LocalBackend:
         for s in range(0, len(order), self.batch_size):
             chunk = order[s:s + self.batch_size]
             gens = generate(self.model, self.tokenizer, [prompts[i] for i in chunk],
-                            max_new_tokens=self.max_new_tokens, stop=STOP, bos=self.bos)
+                            max_new_tokens=max_new_tokens or self.max_new_tokens, stop=STOP, bos=self.bos,
+                            repeats=REPEATS)
             for i, g in zip(chunk, gens):
                 out[i] = Completion(g.text, g.n_new_tokens, g.finish_reason)
         return out
 
 
+def looks_local(path: str) -> bool:
+    """A spec meant as a local path: it starts with . / ~, or its first part is a directory here
+    (`checkpoints/nope`, `runs/plan` once runs/ exists). Such a spec never goes to the hub."""
+    return path.startswith((".", "/", "~")) or Path(Path(path).parts[0] if Path(path).parts else ".").is_dir()
+
+
 def resolve_checkpoint(path: str, cache_dir: str | None = None) -> Path:
     """A local directory as is; a hub id like `ai2lumos/lumos_maths_plan_iterative` downloaded once into
-    the cache (lumos.model.hub: resumable, size-checked). Anything else: BackendError."""
+    the cache (lumos.model.hub: resumable, size-checked). A local-looking path that does not exist, or
+    anything else: BackendError at once, without touching the network."""
     from lumos.model import hub
     p = Path(path).expanduser()
     if p.is_dir():
         return p
     if p.exists():
         raise BackendError(f"checkpoint {path} is a file: pass the directory holding config.json (or params.json)")
-    if hub.is_repo_id(path) and not path.startswith((".", "/", "~")):
+    if looks_local(path):
+        raise BackendError(f"checkpoint {path}: no such directory")
+    if hub.is_repo_id(path):
         try:
             return Path(hub.download(path, cache_dir=cache_dir))
         except Exception as e:  # network or not-found: one line for the user
@@ -167,8 +182,8 @@ class OpenAIBackend:
                 raise BackendError(f"{self.base}/models lists no model: pass --planner-model/--grounder-model")
             self.model = data[0]["id"]
 
-    def _one(self, prompt: str) -> Completion:
-        body = {"model": self.model, "prompt": prompt, "max_tokens": self.max_new_tokens, "temperature": 0,
+    def _one(self, prompt: str, max_new_tokens: int | None = None) -> Completion:
+        body = {"model": self.model, "prompt": prompt, "max_tokens": max_new_tokens or self.max_new_tokens, "temperature": 0,
                 "stop": list(STOP)}
         data = self._request("POST", "/completions", body)
         try:
@@ -178,11 +193,12 @@ class OpenAIBackend:
         except (KeyError, IndexError, TypeError):
             raise BackendError(f"{self.base}/completions answered without choices[0].text: {json.dumps(data)[:200]}") from None
 
-    def complete(self, prompts: list[str], ids: list[str] | None = None) -> list[Completion]:
+    def complete(self, prompts: list[str], ids: list[str] | None = None,
+                 max_new_tokens: int | None = None) -> list[Completion]:
         if len(prompts) <= 1:
-            return [self._one(p) for p in prompts]
+            return [self._one(p, max_new_tokens) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(self.batch_size, len(prompts))) as pool:
-            return list(pool.map(self._one, prompts))
+            return list(pool.map(lambda p: self._one(p, max_new_tokens), prompts))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -228,7 +244,8 @@ class GoldBackend:
             return Completion(prompts.PLAN_STOP)
         return Completion(subgoals[0] if turn == 1 else prompts.PLAN_KEEP_GOING + subgoals[turn - 1])
 
-    def complete(self, prompts: list[str], ids: list[str] | None = None) -> list[Completion]:
+    def complete(self, prompts: list[str], ids: list[str] | None = None,
+                 max_new_tokens: int | None = None) -> list[Completion]:
         if ids is None:
             raise BackendError("the gold backend replays annotations by example id; it cannot answer a question of your own")
         return [self._one(p, i) for p, i in zip(prompts, ids)]

@@ -2,8 +2,11 @@
 
 An interrupted run leaves a file whose last line may be cut in half. `Trace(path)` reads the complete
 lines, truncates the torn tail, and remembers the finished ids so that the resumed run skips them:
-no example is ever written twice.
+no example is ever written twice. `summarize(rows)` is the one summary of a trace (run_agent.py prints
+it, lumos.report renders it): every example is either correct or has exactly one cause, so the
+counts add up to n.
 """
+import collections
 import json
 import os
 from pathlib import Path
@@ -42,4 +45,41 @@ class Trace:
         self.rows.append(row)
 
     def close(self):
-        self.f.close()
+        if not self.f.closed:
+            self.f.close()
+
+    def sort(self, ids: list[str]):
+        """Close the trace and rewrite its file with the rows of `ids` first, in that order (dataset
+        order), then any other rows as they were. The lines are moved byte for byte, through a temp file
+        renamed over the trace, so nothing can be lost."""
+        self.close()
+        with open(self.path, "rb") as f:
+            lines = [line for line in f if line.strip()]
+        rank = {i: k for k, i in enumerate(ids)}
+        keyed = [(rank.get(r["id"], len(rank)), n) for n, r in enumerate(self.rows)]
+        order = [n for _, n in sorted(keyed)]
+        if order == sorted(order) or len(lines) != len(self.rows):
+            return  # already in order (or the file changed under us: leave it alone)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.writelines(lines[n] for n in order)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self.rows = [self.rows[n] for n in order]
+
+
+def cause(row: dict) -> str:
+    """"correct", or why the example is wrong: the agent's failure, else "wrong_answer" (traces written
+    before every wrong answer had a cause have failure null there)."""
+    if row.get("correct"):
+        return "correct"
+    return row.get("failure") or "wrong_answer"
+
+
+def summarize(rows: list[dict]) -> dict:
+    """n, correct, accuracy and {cause: count} of finished trace rows; correct + sum(causes) == n."""
+    counts = collections.Counter(cause(r) for r in rows)
+    n_correct = counts.pop("correct", 0)
+    return {"n": len(rows), "correct": n_correct, "accuracy": n_correct / len(rows) if rows else 0.0,
+            "failures": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}

@@ -2,8 +2,10 @@
 
     generate(model, tokenizer, ["<|user|>\\n...\\n<|assistant|>\\n", ...])  ->  [Generation, ...]
 
-Rows stop independently: on EOS, on a stop string (Lumos stops every turn at the first "\\n"), or
-after max_new_tokens. Greedy unless temperature > 0 (then optionally nucleus / top-p).
+Rows stop independently: on EOS, on a stop string (Lumos stops every turn at the first "\\n"), on
+degenerate repetition when asked (`repeats`: a pattern of at most 8 tokens repeated that many times in
+a row, e.g. the digit loop "1000000000000..." of a small model), or after max_new_tokens.
+Greedy unless temperature > 0 (then optionally nucleus / top-p).
 """
 from __future__ import annotations
 
@@ -13,21 +15,25 @@ import torch
 
 from .kv_cache import KVCache
 
+MAX_PERIOD = 8  # longest repeating pattern (in tokens) that `degenerate` looks for
+REPEATS = 16    # repetitions that stop an agent turn (lumos.agent.backends.LocalBackend); see `degenerate`
+
 
 @dataclass
 class Generation:
     text: str  # the new text, cut before the stop string
     n_prompt_tokens: int
     n_new_tokens: int  # tokens decoded, including the EOS / stop-string token
-    finish_reason: str  # "eos" | "stop" | "length"
+    finish_reason: str  # "eos" | "stop" | "repeat" | "length"
     tokens: list[int] = field(default_factory=list, repr=False)  # the new token ids
 
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, stop=("\n",),
              temperature: float = 0.0, top_p: float = 1.0, bos: bool = True,
-             seed: int | None = None) -> list[Generation]:
-    """Continue each prompt; prompts of different lengths share one batch (left padding)."""
+             seed: int | None = None, repeats: int | None = None) -> list[Generation]:
+    """Continue each prompt; prompts of different lengths share one batch (left padding).
+    repeats: stop a row (finish_reason "repeat") once it repeats a pattern that many times (see degenerate)."""
     if not prompts:
         return []
     prompt_ids = [tokenizer.encode(p, bos=bos) for p in prompts]
@@ -44,7 +50,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, st
 
     new_ids, reasons = decode_tokens(model, prompt_ids, max_new_tokens, tokenizer.eos_id,
                                      stop_fn=(lambda ids: stop_at(ids) is not None) if stop else None,
-                                     temperature=temperature, top_p=top_p, seed=seed)
+                                     temperature=temperature, top_p=top_p, seed=seed, repeats=repeats)
     out = []
     for p, ids, why in zip(prompt_ids, new_ids, reasons):
         body = ids[:-1] if why == "eos" else ids
@@ -58,7 +64,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, st
 @torch.inference_mode()
 def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int | None = 2,
                   stop_fn=None, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-                  pad_token: int = 0) -> tuple[list[list[int]], list[str]]:
+                  pad_token: int = 0, repeats: int | None = None) -> tuple[list[list[int]], list[str]]:
     """Token-level decoding. prompts: B lists of ids (each non-empty). Returns, per row, the new
     ids (ending with EOS or the token that made stop_fn(ids) true) and the finish reason.
 
@@ -98,6 +104,8 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
                 reasons[r], running[r] = "eos", False
             elif stop_fn is not None and stop_fn(new_ids[r]):
                 reasons[r], running[r] = "stop", False
+            elif repeats and degenerate(new_ids[r], repeats):
+                reasons[r], running[r] = "repeat", False
         alive = [i for i, r in enumerate(rows) if running[r]]
         if not alive or step == max_new_tokens - 1:
             break
@@ -107,6 +115,17 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
             nxt, rows = nxt[idx], [rows[i] for i in alive]
         logits = model(nxt[:, None], cache=cache, input_pos=P + step, last_only=True)[:, -1]
     return new_ids, reasons
+
+
+def degenerate(ids: list[int], repeats: int, max_period: int = MAX_PERIOD) -> bool:
+    """True when ids end with some pattern of p <= max_period tokens repeated `repeats` times in a row.
+    The agent uses REPEATS = 16: no turn of the gold maths annotations repeats anything more than 12 times
+    (`1 * 2 * 2 * ... * 2`), while a looping model ("0000...") is stopped 16 tokens into its loop."""
+    for p in range(1, max_period + 1):
+        n = repeats * p
+        if len(ids) >= n and ids[-n + p:] == ids[-n:-p]:  # the last n tokens have period p
+            return True
+    return False
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen) -> torch.Tensor:

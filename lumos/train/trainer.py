@@ -4,7 +4,7 @@
         for each of this rank's grad_accum micro-batches:
             loss = sum of token cross-entropy over label tokens / label tokens of the GLOBAL batch
             loss.backward()                      # FSDP sums the shards' gradients over ranks
-        clip grad norm; set lr; optimizer.step(); log; maybe save a checkpoint
+        clip grad norm; set lr; optimizer.step(); log; maybe save a checkpoint (+ HF export, loss.png)
 
 Dividing every rank's summed loss by the label count of the whole optimizer step (all ranks, all
 micro-batches) makes the summed gradient exactly the gradient of the mean token loss of the
@@ -59,7 +59,7 @@ class TrainConfig:
     micro_batch_size: int = 8
     global_batch_size: int = 128
     seed: int = 0
-    save_every: int = 0               # 0: only at the end
+    save_every: int = 0               # steps between checkpoints (each also exports HF weights); 0: only at the end
     resume: bool = False
     threads: int | None = None
     activation_checkpointing: bool = False
@@ -325,6 +325,8 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
     log = open(out / "log.jsonl", "a") if d.is_main else None
     model.train()
     loss = float("nan")
+    export_dtype = cfg.export_dtype or str(dtype).removeprefix("torch.")
+    lora = cfg.lora()
     for step in range(start, total_steps):
         t0 = time.perf_counter()
         batch_idx = sampler.global_batch_indices(step)
@@ -358,14 +360,19 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
         _fault_injection(step + 1)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
             save_checkpoint(cfg.out, step + 1, model, optimizer, sampler, d)
+            # out/ always holds a model run_agent.py loads, and its loss curve, however the run ends
+            if lora:
+                lora.meta = {"data": cfg.data, "steps": step + 1, "loss": round(loss, 6)}
+            export_hf(model, args, cfg.out, d, export_dtype, lora)
+            if d.is_main:
+                plot_loss(out)
     if bar:
         bar.close()
     if start < total_steps:
         save_checkpoint(cfg.out, total_steps, model, optimizer, sampler, d)
-    lora = cfg.lora()
     if lora:
         lora.meta = {"data": cfg.data, "steps": total_steps, "final_loss": round(loss, 6)}
-    export_hf(model, args, cfg.out, d, cfg.export_dtype or str(dtype).removeprefix("torch."), lora)
+    export_hf(model, args, cfg.out, d, export_dtype, lora)
     if d.is_main:
         log.close()
         plot_loss(out)
