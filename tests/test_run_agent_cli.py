@@ -56,7 +56,7 @@ def test_help_shows_defaults_and_one_example_per_use():
 
 
 def test_ctrl_c_during_start_up_is_one_line_and_130(monkeypatch, tmp_path, capsys):
-    def interrupted(args):
+    def interrupted(*args):
         raise KeyboardInterrupt
     monkeypatch.setattr(run_agent, "make_backends", interrupted)
     assert run_agent.main(["--out", str(tmp_path / "t.jsonl")]) == 130
