@@ -10,20 +10,18 @@ from lumos.agent.executor import ShopExecutor
 from lumos.agent.planner import plan_prompt_append, plan_prompt_first
 from lumos.agent.tasks import score
 from lumos.agent.tasks.webshop import load_webshop
-from lumos.envs.webshop import generate
 from lumos.envs.webshop.browser import InProcess
-from lumos.envs.webshop.shop import Shop
 from lumos.tools.shop import SHOP_TOOLS
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return generate.write(tmp_path_factory.mktemp("webshop"), n_products=48, seed=2)
+@pytest.fixture
+def data_dir(webshop_dir):
+    return webshop_dir
 
 
-@pytest.fixture(scope="module")
-def shop(data_dir):
-    return Shop.load(data_dir)
+@pytest.fixture
+def shop(webshop_shop):
+    return webshop_shop
 
 
 def _episode(shop, goal_index=0):

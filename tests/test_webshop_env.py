@@ -10,7 +10,7 @@ from lumos.envs.webshop import generate, pages
 from lumos.envs.webshop.browser import Browser, InProcess
 from lumos.envs.webshop.catalogue import load_catalogue
 from lumos.envs.webshop.reward import get_reward, normalize_color, title_nouns, token_set_ratio, type_reward
-from lumos.envs.webshop.shop import Shop, parse_keywords, parse_literal
+from lumos.envs.webshop.shop import parse_keywords, parse_literal
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,25 +126,17 @@ def test_type_reward_parts():
 # ---------------------------------------------------------------------------------------------
 # catalogue
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return generate.write(tmp_path_factory.mktemp("webshop"), n_products=60, seed=1)
-
-
-@pytest.fixture(scope="module")
-def shop(data_dir):
-    return Shop.load(data_dir)
-
-
-def test_generator_is_deterministic(tmp_path, data_dir):
-    again = generate.write(tmp_path, n_products=60, seed=1)
+def test_generator_is_deterministic(tmp_path, webshop_dir):
+    data_dir = webshop_dir
+    again = generate.write(tmp_path, n_products=48, seed=2)
     for f in ("items_shuffle.json", "items_ins_v2.json", "items_human_ins.json"):
         assert (again / f).read_bytes() == (data_dir / f).read_bytes()
 
 
-def test_catalogue_reads_webshop_schemas(data_dir):
+def test_catalogue_reads_webshop_schemas(webshop_dir):
+    data_dir = webshop_dir
     cat = load_catalogue(data_dir)
-    assert len(cat.products) == 60 and len(cat.goals) == 60
+    assert len(cat.products) == 48 and len(cat.goals) == 48
     raw = json.loads((data_dir / "items_shuffle.json").read_text())
     assert {"asin", "name", "full_description", "small_description", "pricing", "images", "category", "query",
             "product_category", "customization_options"} <= set(raw[0])
@@ -152,8 +144,9 @@ def test_catalogue_reads_webshop_schemas(data_dir):
         assert cat.prices[g["asin"]] < g["price_upper"] and g["instruction_text"].endswith(
             f", and price lower than {g['price_upper']:.2f} dollars")
         assert set(g["attributes"]) <= set(cat.by_asin[g["asin"]]["Attributes"])
-    p = next(p for p in cat.products if any("|" in v for vs in p["options"].values() for v in vs) or True)
-    assert all(v == v.lower() and "/" not in v for vs in p["options"].values() for v in vs)
+    # option values are lowercased and '/' becomes ' | ' (the yoga mats' "1/4 Inch")
+    values = [v for p in cat.products for vs in p["options"].values() for v in vs]
+    assert all(v == v.lower() and "/" not in v for v in values) and "1 | 4 inch" in values
     # the goal order is WebShop's: random.seed(233); random.shuffle(goals)
     unshuffled = sorted(cat.goals, key=lambda g: [p["asin"] for p in cat.products].index(g["asin"]))
     random.Random(233).shuffle(unshuffled)
@@ -176,7 +169,8 @@ def test_url_literals_are_parsed_not_run():
     assert parse_literal("[1, 2]", list) is None and parse_literal("[" * 5000, list) is None
 
 
-def test_episode_through_every_page(shop):
+def test_episode_through_every_page(webshop_shop):
+    shop = webshop_shop
     goal = shop.cat.goals[0]
     b = Browser(InProcess(shop), "t-fixed_0")
     obs = b.reset()
@@ -213,7 +207,8 @@ def test_episode_through_every_page(shop):
     assert b.step("click[back to search]")[3]["error"].startswith("the session is over")
 
 
-def test_invalid_actions_change_nothing(shop):
+def test_invalid_actions_change_nothing(webshop_shop):
+    shop = webshop_shop
     b = Browser(InProcess(shop), "t-fixed_1")
     b.reset()
     before = b.observation
@@ -222,7 +217,8 @@ def test_invalid_actions_change_nothing(shop):
         assert obs == before and reward == 0.0 and not done and info["error"]
 
 
-def test_bad_urls_are_4xx(shop):
+def test_bad_urls_are_4xx(webshop_shop):
+    shop = webshop_shop
     shop.handle("GET", "/t-fixed_2")
     assert shop.handle("GET", "/").status == 303
     assert shop.handle("GET", "/nope/a/b").status == 404
