@@ -204,19 +204,26 @@ class MySQLDatabase:
             columns = [d[0] for d in cur.description or []]
             rows = list(cur.fetchmany(self.max_rows + 1)) if cur.description else []
         except pymysql.MySQLError as err:
-            self._drop()
+            self._drop(cur)
             if isinstance(err.args[0] if err.args else None, int) and err.args[0] == 1969:
                 raise SQLError(f"statement exceeded the time limit ({self.time_limit:g} s)") from None
             if time.monotonic() - t0 > self.time_limit:
                 raise SQLError(f"statement exceeded the time limit ({self.time_limit:g} s)") from None
             raise SQLError(_one_line(err.args[1] if len(err.args) > 1 else err)) from None
         if len(rows) > self.max_rows:
-            self._drop()        # do not drain a huge result: the server aborts it when the socket closes
+            self._drop(cur)     # do not drain a huge result: the server aborts it when the socket closes
         else:
             cur.close()
         return columns, rows[:self.max_rows], len(rows) > self.max_rows
 
-    def _drop(self):
+    def _drop(self, cur=None):
+        """Close the connection without reading what is left of a streamed result (nor letting pymysql's
+        finalisers try to); the next statement reconnects."""
+        result = getattr(cur, "_result", None)
+        if result is not None:
+            result.unbuffered_active = False
+        if cur is not None:
+            cur.connection = None
         if self.conn is not None:
             try:
                 self.conn._force_close() if hasattr(self.conn, "_force_close") else self.conn.close()
