@@ -68,7 +68,7 @@ class LocalBackend:
             raise BackendError(f"no tokenizer.model in {self.path} (or its parent): a checkpoint directory needs its tokenizer")
         try:
             self.tokenizer = Tokenizer(str(tok.parent))  # the directory: its added_tokens.json may add <pad>
-            self.model = load_model(str(base), dtype=dtype, device=device)
+            self.model = load_model(str(base), dtype=dtype, device=device, n_words=self.tokenizer.n_words)
             if base != self.path:
                 self.model = apply_adapter(self.model, self.path, merge=True)
         except Exception as e:  # a broken or mismatched checkpoint: the loader's one-line reason

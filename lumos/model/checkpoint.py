@@ -20,8 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import torch
@@ -33,7 +35,8 @@ from .llama import Transformer
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that can't be loaded as its config says; the message is one line."""
+    """A checkpoint that can't be loaded as its config says; the message is one line that names the
+    file (and the tensor, when one is at fault)."""
 
 
 # ---- the HF <-> Meta key map (the only one in the project) -------------------------------------
@@ -129,18 +132,104 @@ def expected_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _expected(config: Path, args: ModelArgs) -> dict[str, tuple[int, ...]]:
+    """expected_shapes, with a config whose numbers build no model named as the culprit."""
+    try:
+        return expected_shapes(args)
+    except Exception as e:
+        raise CheckpointError(f"{config}: describes no buildable Llama ({_reason(e)})") from None
+
+
 def _shape_error(where, name: str, got, want, cfg: str, note: str = "") -> CheckpointError:
     return CheckpointError(f"{where}: {name} has shape {tuple(got)}{note} in the checkpoint but "
                            f"{tuple(want)} by its {cfg}")
 
 
-def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+# Checkpoints come from strangers: every file is opened through the checks below, and whatever a
+# library raises about one becomes a CheckpointError naming it. Pickled .bin/.pth files are read
+# with weights_only=True, so unpickling can rebuild tensors and plain containers but call nothing.
+_FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def _reason(e: BaseException) -> str:
+    """A library's exception as a short clause: its type and first sentence."""
+    msg = (str(e).strip().splitlines() or [""])[0].strip().split(". ")[0]
+    return f"{type(e).__name__}: {msg}"[:160] if msg else type(e).__name__
+
+
+def _regular_file(path: Path, what: str = "weight file") -> Path:
+    """`path` if it is a regular file (symlinks followed): never a device, FIFO or directory."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as e:
-        if "mmap" not in str(e):  # files from torch < 1.6 (not zip) can't be mapped: read them
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise CheckpointError(f"{path}: {what} cannot be opened ({_reason(e)})") from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: {what} is not a regular file")
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from a config/index file, or a CheckpointError naming it."""
+    try:
+        obj = json.loads(_regular_file(path, "JSON file").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
             raise
-        return torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"{path}: not valid JSON ({_reason(e)})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _args_from(path: Path, make) -> ModelArgs:
+    """ModelArgs from a config file's dict via `make`; a missing or nonsensical field names the file."""
+    try:
+        return make(_read_json(path))
+    except CheckpointError:
+        raise
+    except KeyError as e:
+        raise CheckpointError(f"{path}: missing field {e.args[0]!r}") from None
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
+        raise CheckpointError(f"{path}: {_reason(e)}") from None
+
+
+def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+    """A flat {name: tensor} dict from a torch.save file, loaded without running pickled code."""
+    _regular_file(path)
+    try:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):  # files from torch < 1.6 (not zip) can't be mapped: read them
+                raise
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused to unpickle: the file holds objects other than tensors, "
+                              f"which could run code ({_reason(e)[:120]})") from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable torch.save file ({_reason(e)})") from None
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: holds a {type(sd).__name__}, not a dict of named tensors")
+    for name, t in sd.items():
+        if not isinstance(name, str) or not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {str(name)[:80]!r} is a {type(t).__name__}, not a tensor")
+    return sd
+
+
+def _index_files(d: Path, index: Path) -> list[Path]:
+    """The weight files an HF shard index names. Only plain file names count: a name that
+    points elsewhere (`../x`, `/dev/zero`, `sub/x`) is refused rather than opened."""
+    weight_map = _read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: no 'weight_map' object of tensor name -> file name")
+    files = []
+    for name, fname in weight_map.items():
+        if (not isinstance(fname, str) or fname in ("", ".", "..") or "/" in fname or "\\" in fname
+                or fname.startswith("~")):
+            raise CheckpointError(f"{index}: {name!r} is mapped to {str(fname)[:80]!r}, which is not a "
+                                  "file name inside the checkpoint directory")
+        files.append(fname)
+    return [_regular_file(d / f) for f in sorted(set(files))]
 
 
 def _hf_weight_files(d: Path) -> list[Path]:
@@ -148,25 +237,41 @@ def _hf_weight_files(d: Path) -> list[Path]:
     for index, single in (("model.safetensors.index.json", "model.safetensors"),
                           ("pytorch_model.bin.index.json", "pytorch_model.bin")):
         if (d / index).exists():
-            weight_map = json.loads((d / index).read_text())["weight_map"]
-            files = [d / f for f in sorted(set(weight_map.values()))]
-            for f in files:
-                if not f.exists():
-                    raise CheckpointError(f"{d / index} lists {f.name}, which is missing")
-            return files
-        if (d / single).exists():
-            return [d / single]
+            return _index_files(d, d / index)
+        if (d / single).exists() or (d / single).is_symlink():
+            return [_regular_file(d / single)]
     raise CheckpointError(f"{d}: no model.safetensors[.index.json] or pytorch_model.bin[.index.json]")
+
+
+def _check_dtype(path: Path, name: str, t: torch.Tensor) -> None:
+    """Weights are floats: an int or bool tensor would be cast silently into nonsense."""
+    if t.dtype not in _FLOAT_DTYPES:
+        raise CheckpointError(f"{path}: {name} is stored as {str(t.dtype).removeprefix('torch.')}; "
+                              "weights must be float32, bfloat16 or float16")
 
 
 def _read_file(path: Path):
     """Yields (name, tensor) of one weight file; tensors are views of the mapped file."""
-    if path.suffix == ".safetensors":
-        with safe_open(path, framework="pt") as f:
-            for name in f.keys():
-                yield name, f.get_tensor(name)
-    else:
-        yield from _torch_load(path).items()
+    if path.suffix != ".safetensors":
+        for name, t in _torch_load(path).items():
+            _check_dtype(path, name, t)
+            yield name, t
+        return
+    try:
+        f = safe_open(_regular_file(path), framework="pt")
+        names = list(f.keys())
+    except CheckpointError:
+        raise
+    except Exception as e:  # safetensors validates the header against the file size: truncation lands here
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_reason(e)})") from None
+    with f:
+        for name in names:
+            try:
+                t = f.get_tensor(name)
+            except Exception as e:
+                raise CheckpointError(f"{path}: cannot read tensor {name!r} ({_reason(e)})") from None
+            _check_dtype(path, name, t)
+            yield name, t
 
 
 def _place(t: torch.Tensor, dtype, device, permute_heads: int | None) -> torch.Tensor:
@@ -177,12 +282,21 @@ def _place(t: torch.Tensor, dtype, device, permute_heads: int | None) -> torch.T
     return t
 
 
-def _load_hf(d: Path, dtype, device) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
-    args = ModelArgs.from_hf_config(json.loads((d / "config.json").read_text()))
-    want = expected_shapes(args)
+def _check_vocab(config: Path, args: ModelArgs, n_words: int | None) -> None:
+    """A tokenizer with more ids than the embedding has rows fails at the first such token: say so now."""
+    if n_words is not None and args.vocab_size < n_words:
+        raise CheckpointError(f"{config}: vocab_size {args.vocab_size} (the rows of tok_embeddings.weight / "
+                              f"model.embed_tokens.weight) is smaller than the tokenizer's {n_words} ids")
+
+
+def _load_hf(d: Path, dtype, device, n_words=None) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+    args = _args_from(d / "config.json", ModelArgs.from_hf_config)
+    _check_vocab(d / "config.json", args, n_words)
+    want = _expected(d / "config.json", args)
     sd: dict[str, torch.Tensor] = {}
     tied_output = None
-    for path in _hf_weight_files(d):
+    files = _hf_weight_files(d)
+    for path in files:
         for name, t in _read_file(path):
             if _ROTARY_BUFFERS.fullmatch(name):
                 continue
@@ -199,7 +313,8 @@ def _load_hf(d: Path, dtype, device) -> tuple[ModelArgs, dict[str, torch.Tensor]
             sd[meta] = _place(t, dtype, device, _n_heads_to_permute(meta, args))
     for meta in want:
         if meta not in sd:
-            raise CheckpointError(f"{d}: missing key {meta_to_hf_name(meta)!r} ({meta})")
+            raise CheckpointError(f"{d}: missing key {meta_to_hf_name(meta)!r} ({meta}) in "
+                                  f"{', '.join(f.name for f in files)}")
     if tied_output is not None and not torch.equal(tied_output[1].to(sd["tok_embeddings.weight"]),
                                                    sd["tok_embeddings.weight"]):
         raise CheckpointError(f"{d}: config.json ties the embeddings but {tied_output[0]!r} "
@@ -225,18 +340,23 @@ def _mp_dim(name: str, shard_shape, full_shape) -> int | None:
     return None  # norms: replicated; a wrong shape is caught by the shape check
 
 
-def _load_meta(d: Path, dtype, device) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
-    params = json.loads((d / "params.json").read_text())
+def _load_meta(d: Path, dtype, device, n_words=None) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+    params = _read_json(d / "params.json")
     files = sorted(d.glob("consolidated.*.pth"))
     if not files:
         raise CheckpointError(f"{d}: params.json but no consolidated.NN.pth")
     shards = [{k: v for k, v in _torch_load(f).items() if not _ROTARY_BUFFERS.fullmatch(k)} for f in files]
-    args = ModelArgs.from_meta_params(params)
-    if params.get("vocab_size", -1) <= 0:  # Meta leaves it to the tokenizer: read it off the weights
+    for f, shard in zip(files, shards):
+        for name, t in shard.items():
+            _check_dtype(f, name, t)
+    args = _args_from(d / "params.json", ModelArgs.from_meta_params)
+    if not isinstance(params.get("vocab_size", -1), int) or params.get("vocab_size", -1) <= 0:
+        # Meta leaves it to the tokenizer: read it off the weights
         if "output.weight" not in shards[0]:
             raise CheckpointError(f"{files[0]}: missing key 'output.weight'")
         args = dataclasses.replace(args, vocab_size=sum(s["output.weight"].shape[0] for s in shards))
-    want = expected_shapes(args)
+    _check_vocab(d / "params.json", args, n_words)
+    want = _expected(d / "params.json", args)
     for f, shard in zip(files, shards):
         for name in shard:
             if name not in want:
@@ -248,31 +368,40 @@ def _load_meta(d: Path, dtype, device) -> tuple[ModelArgs, dict[str, torch.Tenso
     for name, shape in want.items():
         parts = [s.pop(name) for s in shards]
         dim = _mp_dim(name, parts[0].shape, shape)
-        t = parts[0] if dim is None else torch.cat(parts, dim=dim)
+        where = files[0] if len(files) == 1 else d
+        try:
+            t = parts[0] if dim is None else torch.cat(parts, dim=dim)
+        except RuntimeError:
+            raise CheckpointError(f"{d}: {name} has shapes {', '.join(str(tuple(p.shape)) for p in parts)} "
+                                  f"in {', '.join(f.name for f in files)}, which don't merge into {shape}") from None
         if tuple(t.shape) != shape:
             note = f" (merged from {len(parts)} shards)" if len(parts) > 1 else ""
-            raise _shape_error(d, name, t.shape, shape, "params.json", note)
+            raise _shape_error(where, name, t.shape, shape, "params.json", note)
         sd[name] = _place(t, dtype, device, None)
         del parts, t
     return args, sd
 
 
 def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype | str | None = torch.float32,
-                    device: str | torch.device = "cpu") -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+                    device: str | torch.device = "cpu", n_words: int | None = None
+                    ) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
     """Read an HF (config.json + safetensors or .bin, single or sharded) or Meta (params.json +
     consolidated.NN.pth, any number of model-parallel shards) directory.
 
     Returns (args, state_dict with Meta names, q/k rows in Meta order). dtype None keeps the
     stored dtype. Tied models (args.tie_word_embeddings) get output.weight = tok_embeddings.weight.
-    Raises CheckpointError naming the key for a missing, unknown or wrongly shaped tensor."""
+    n_words: the tokenizer's id count, if known; a smaller vocabulary is refused up front.
+    Raises CheckpointError, one line naming the file (and the tensor) for anything a checkpoint can
+    get wrong: unreadable, truncated or non-regular files, index entries outside the directory,
+    pickles holding more than tensors, non-float weights, missing, unknown or wrongly shaped tensors."""
     d = Path(path)
     if not d.is_dir():
         raise CheckpointError(f"{d}: no such checkpoint directory")
     dtype = as_dtype(dtype)
     if (d / "config.json").exists():
-        args, sd = _load_hf(d, dtype, device)
+        args, sd = _load_hf(d, dtype, device, n_words)
     elif (d / "params.json").exists():
-        args, sd = _load_meta(d, dtype, device)
+        args, sd = _load_meta(d, dtype, device, n_words)
     else:
         raise CheckpointError(f"{d}: neither an HF checkpoint (config.json) nor a Meta one (params.json)")
     if args.tie_word_embeddings:
@@ -281,10 +410,10 @@ def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype | str | None = t
 
 
 def load_model(path: str | os.PathLike, dtype: torch.dtype | str | None = torch.float32,
-               device: str | torch.device = "cpu") -> Transformer:
+               device: str | torch.device = "cpu", n_words: int | None = None) -> Transformer:
     """load_checkpoint + a Transformer built on the meta device that takes the tensors as its
     parameters (no random init, no copy)."""
-    args, sd = load_checkpoint(path, dtype, device)
+    args, sd = load_checkpoint(path, dtype, device, n_words)
     with torch.device("meta"):
         model = Transformer(args)
     model.load_state_dict(sd, strict=True, assign=True)

@@ -25,6 +25,11 @@ class ModelArgs:
     ffn_hidden_dim: int | None = None  # explicit SwiGLU width; overrides the multiple_of rule
 
     def __post_init__(self):
+        for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len",
+                     "ffn_hidden_dim"):
+            v = getattr(self, name)
+            if v is not None and (type(v) is not int or v <= 0):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.kv_heads:
@@ -87,6 +92,7 @@ class ModelArgs:
         )
         if args["n_kv_heads"] == args["n_heads"]:
             args["n_kv_heads"] = None
+        cls(**args, ffn_hidden_dim=inter)  # checks every field before the arithmetic below
         # Recover Meta's (multiple_of, ffn_dim_multiplier) when one of the released rules gives
         # exactly intermediate_size; otherwise keep the width explicitly.
         for multiple_of, mult in ((256, None), (4096, 1.3), (256, 1.3)):
