@@ -62,4 +62,5 @@ def test_train_py_fine_tunes_a_ranker_that_run_agent_loads(tmp_path):
     assert run_agent.main(["--task", "mind2web", "--backend", "gold", "--ranker", str(tmp_path / "rk"),
                            "--out", str(out)]) == 0
     summary = json.loads(out.with_name("t.summary.json").read_text())
-    assert summary["metrics"]["n_steps"] == 13 and summary["failures"] == {}
+    # every action ran (a 2-step ranker picks wrong elements: wrong answers, never execution errors)
+    assert summary["metrics"]["n_steps"] == 13 and set(summary["failures"]) <= {"wrong_answer"}
