@@ -149,8 +149,8 @@ def stop(datadir: Path | None = None, quiet: bool = False) -> bool:
 
 
 def checksums(datadir: Path | None = None) -> dict[str, str]:
-    """{db.table: 'CHECKSUM TABLE value/row count'} of every InterCode table, plus each database's
-    SHOW CREATE TABLE text hashed: equal before and after means the data and schema are unchanged."""
+    """{"tables": how many, "digest": sha256 of every InterCode table's CHECKSUM TABLE EXTENDED, row
+    count and SHOW CREATE TABLE}: equal before and after means the data and schema are unchanged."""
     datadir = Path(datadir or datadir_default()).resolve()
     dbs = re.findall(r"CREATE DATABASE\s+IF NOT EXISTS `([^`]+)`", DEFAULT_DUMP.read_text(encoding="utf-8"))
     listing = admin_sql(datadir, "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ("

@@ -204,10 +204,13 @@ class MySQLDatabase:
             columns = [d[0] for d in cur.description or []]
             rows = list(cur.fetchmany(self.max_rows + 1)) if cur.description else []
         except pymysql.MySQLError as err:
-            self._drop(cur)
-            if isinstance(err.args[0] if err.args else None, int) and err.args[0] == 1969:
-                raise SQLError(f"statement exceeded the time limit ({self.time_limit:g} s)") from None
-            if time.monotonic() - t0 > self.time_limit:
+            code = err.args[0] if err.args and isinstance(err.args[0], int) else None
+            timed_out = code == 1969 or time.monotonic() - t0 > self.time_limit
+            if timed_out or code is None or code >= 2000:      # interrupted, or the connection is in doubt
+                self._drop(cur)
+            else:                                                # an ordinary SQL error: the session is fine
+                cur.close()
+            if timed_out:
                 raise SQLError(f"statement exceeded the time limit ({self.time_limit:g} s)") from None
             raise SQLError(_one_line(err.args[1] if len(err.args) > 1 else err)) from None
         if len(rows) > self.max_rows:
