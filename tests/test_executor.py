@@ -135,3 +135,99 @@ def test_qa_executor_end_to_end(tmp_path):
     assert env["R7"] == "True"
     (rec,) = ex.run("R8 = Calculator(R1 + 1)", env)     # a page is not a number
     assert rec.error.startswith("R1 is not a number or formula")
+
+
+# ---- budgets: time per action, time per example, result size -----------------------------------------
+
+def _sleeper(args, env=None):
+    time.sleep(float(args))
+    return "slept"
+
+
+def test_action_time_budget_stops_a_slow_tool():
+    import signal
+    t = time.perf_counter()
+    recs = Executor({"Slow": _sleeper}, action_s=0.3).run("R1 = Slow(5); R2 = Slow(0)", {})
+    assert time.perf_counter() - t < 1.5
+    assert recs[0].error == "timed out after 0.3 s" and recs[0].result is None and 0.25 < recs[0].seconds < 1.0
+    assert recs[1].result == "slept"                     # the next action still runs
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)   # no alarm left armed
+
+
+def test_executor_budget_cuts_a_maths_tools_own_limit_short():
+    """Limits nest: the executor's 0.3 s wins over Calculator's own 2 s (((x+1)^32)^32 takes 2 s)."""
+    from lumos.tools.maths import MATHS_TOOLS
+    t = time.perf_counter()
+    (rec,) = Executor(MATHS_TOOLS, action_s=0.3).run("R1 = Calculator(((x+1)^32)^32)", {})
+    assert time.perf_counter() - t < 1.0 and "timed out" in rec.error
+
+
+def test_example_time_budget_is_shared_by_its_actions():
+    """20 slow actions in one grounding: 0.2 s each until the example's 0.5 s are spent, then not run."""
+    ex = Executor({"Slow": _sleeper}, action_s=0.2, example_s=0.5)
+    t = time.perf_counter()
+    recs = ex.run("; ".join(f"R{i} = Slow(5)" for i in range(1, 21)), {})
+    assert time.perf_counter() - t < 1.5
+    errors = [r.error for r in recs]
+    assert errors[:2] == ["timed out after 0.2 s"] * 2 and "timed out" in errors[2]
+    assert all(e.startswith("not run: the example's tool time budget (0.5 s) is spent") for e in errors[3:])
+    assert sum(r.seconds for r in recs) < 0.8
+    # a later grounding of the same example: told what was spent, it runs nothing more
+    assert ex.run("R1 = Slow(0)", {}, spent_s=0.5)[0].error.startswith("not run")
+
+
+def test_maths_executor_budget_on_the_issue_case():
+    """Calculator(((x+1)^32)^32) twenty times: the example stops at its 10 s, not 40 s."""
+    t = time.perf_counter()
+    recs = maths_executor().run("; ".join(f"R{i} = Calculator(((x+{i})^32)^32)" for i in range(1, 21)), {})
+    assert time.perf_counter() - t < 12.5 and len(recs) == 20
+    assert all(r.error for r in recs) and recs[-1].error.startswith("not run")
+
+
+def test_result_size_budget():
+    env = {}
+    recs = Executor({"Big": lambda a, e=None: "x" * 5000}, max_result_chars=1000).run("R1 = Big(1); R2 = Big(2)", env)
+    assert recs[0].error == "result too long (5000 characters, limit 1000)" and recs[0].result is None
+    assert env == {}                                    # nothing bound
+
+
+def test_agent_records_budget_failures_and_caps_what_goes_back_into_prompts():
+    from types import SimpleNamespace as NS
+
+    from lumos.agent.agent import MAX_FEEDBACK_CHARS, Agent
+    from lumos.agent.backends import Completion
+
+    class Scripted:
+        def __init__(self, turns):
+            self.turns, self.prompts = turns, []
+
+        def complete(self, prompts, ids=None):
+            self.prompts += prompts
+            return [Completion(self.turns[min(p.count("<|user|>"), len(self.turns)) - 1], 1) for p in prompts]
+
+    planner = Scripted(["Subgoal 1: a.", "Subgoal 2: b.", "Subgoal 3: c.", "Yes, I will stop planning."])
+    grounder = Scripted(["R1 = Big(1)", "R2 = Slow(0.3)", "R3 = Slow(0.3)"])
+    tools = {"Big": lambda a, e=None: "y" * 10_000, "Slow": _sleeper}
+    (ep,) = Agent(planner, grounder, Executor(tools, action_s=5, example_s=0.5)).run([NS(id="a", question="q?", answer="1")])
+    # the 10,000-character result reached the planner's prompt as MAX_FEEDBACK_CHARS of it
+    fed = planner.prompts[1].split("The executed result for Subgoal 1 is ", 1)[1]
+    assert fed.startswith("y" * MAX_FEEDBACK_CHARS + " ... (8000 more characters)")
+    assert ep.steps[1]["actions"][0]["result"] == "y" * 10_000    # the trace keeps it whole
+    # the second grounding used 0.3 s; the third got the 0.2 s left, timed out, and the example stopped
+    assert ep.failure == "execution_error" and "timed out after 0.2 s" in ep.steps[-1]["actions"][0]["error"]
+    assert 0.45 < ep.tool_s < 1.0
+
+
+def test_fuzzed_groundings_never_escape_and_keep_their_budgets():
+    """scripts/fuzz_actions.py's generator (huge powers, nan/inf, lone surrogates, code, junk), a
+    sample of it: nothing escapes Executor.run, no result over the size budget is kept, and no action
+    runs much past maths_executor's 2 s (the README quotes the full run's figures)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("fuzz_actions", Path(__file__).parents[1] / "scripts/fuzz_actions.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    stats = fuzz.fuzz(1500, "maths", seed=1)
+    assert stats["uncaught"] == 0, stats["uncaught_examples"][:3]
+    assert stats["oversize_results"] == 0 and stats["actions"] >= 1500 and stats["errors"] > 0
+    assert stats["max_action_s"] < 2.5

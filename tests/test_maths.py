@@ -210,3 +210,16 @@ def test_parse_never_sees_sympify(monkeypatch):
     assert not re.search(r"\b(eval|exec|sympify|parse_expr)\(", (ROOT / "lumos/tools/expr.py").read_text()
                          + (ROOT / "lumos/tools/maths.py").read_text())
     assert os.path.exists(ROOT / "lumos/tools/expr.py")
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN + 1", "2 * inf", "Infinity", "-inf", "oo", "R1 * 2"])
+def test_nan_and_infinity_are_refused_not_letters(text):
+    """'nan' used to parse as n*a*n and 'inf' as f*i*n; non-finite numbers are refused on purpose."""
+    with pytest.raises(ToolError, match="not a number|NaN|infinity"):
+        Calculator(text, {"R1": "nan"})
+
+
+@pytest.mark.parametrize("text", ["log(0)", "ln(0)", "tan(pi/2)"])
+def test_infinite_results_are_refused(text):
+    with pytest.raises(ToolError, match="infinite|undefined|division by zero"):
+        Calculator(text)

@@ -21,11 +21,13 @@ from typing import Callable, Iterable, Iterator
 
 from lumos import prompts
 from lumos.agent.backends import Completion
+from lumos.agent.executor import BUDGET_SPENT
 from lumos.agent.grounder import ground_prompt_append, ground_prompt_first, ground_prompt_onetime
 from lumos.agent.planner import parse_plan_onetime, parse_plan_step, plan_prompt_append, plan_prompt_first
 from lumos.agent.tasks import final_answer
 
 MAX_ROUNDS = 16  # Lumos-I: planner calls per example before we give up (failure "no_stop")
+MAX_FEEDBACK_CHARS = 2_000  # of one executed result, fed back into the planner/grounder prompts
 
 FAILURES = {
     "no_subgoal": "the planner's generation holds no 'Subgoal k: ...' (nor the stop sentence)",
@@ -39,6 +41,7 @@ FAILURES = {
     "length": "a generation hit its new-token budget (--max-new-tokens) before its newline",
     "repetition": "a generation looped (one pattern repeated 16 times in a row) and was stopped",
     "token_budget": "the example used up its budget of generated tokens (--max-example-tokens)",
+    "tool_budget": "the example's actions used up their tool time (Executor.example_s)",
     "wrong_answer": "everything ran, but the answer does not match the gold answer",
 }
 # backend finish_reason -> failure
@@ -67,6 +70,7 @@ class Episode:
     failure: str | None = None
     prediction: str | None = None
     outcome: dict = field(default_factory=dict)   # what the executor's finish() reported (e.g. a reward)
+    tool_s: float = 0.0                           # seconds its actions took, of the executor's example_s
 
     def finish(self, failure: str | None = None):
         self.state, self.failure = "done", failure
@@ -91,6 +95,8 @@ def classify(grounding: str, records: list) -> str | None:
         return "unparsable_actions"
     for r in records:
         if getattr(r, "error", None):
+            if r.error.startswith(BUDGET_SPENT):
+                return "tool_budget"
             return "execution_error" if getattr(r, "tool", None) else "unparsable_actions"
     return None
 
@@ -177,13 +183,14 @@ class Agent:
             if c.finish_reason in _FINISH_FAILURE:
                 e.finish(_FINISH_FAILURE[c.finish_reason])
                 continue
-            records = self.executor.run(e.last_grounding, e.env) if e.last_grounding else []
+            records = self.executor.run(e.last_grounding, e.env, e.tool_s) if e.last_grounding else []
+            e.tool_s += sum(getattr(r, "seconds", 0.0) for r in records)
             e.steps[-1]["actions"] = [record_dict(r) for r in records]
             failure = classify(e.last_grounding, records)
             if failure or self.formulation == "onetime" or self.executor.done(e.env):   # done: e.g. bought
                 e.finish(failure)
                 continue
-            value = str(getattr(records[-1], "result", ""))
+            value = clip(str(getattr(records[-1], "result", "")))
             e.results.append(value)
             if getattr(records[-1], "tool", "") == "QA":
                 e.qa_results[len(e.subgoals)] = value
@@ -200,6 +207,11 @@ class Agent:
             e.steps.append({"module": module, "prompt": p, "generation": c.text, "n_tokens": c.n_tokens,
                             "finish_reason": c.finish_reason})
         return outs
+
+
+def clip(text: str, n: int = MAX_FEEDBACK_CHARS) -> str:
+    """A result as it goes back into a prompt: at most n characters (the trace keeps it whole)."""
+    return text if len(text) <= n else text[:n] + f" ... ({len(text) - n} more characters)"
 
 
 def answer_fn_from(backend) -> Callable[[str, list[str]], str]:

@@ -10,16 +10,27 @@ A grounding is one or several actions joined by "; " (also newlines), e.g.
 The paper's annotation form ``Action 1-1: R1 = Calculator(2 - 0.5) = 1.5`` is accepted too: the label
 is dropped and the trailing ``= 1.5`` kept as ``Action.stated``. The text is model output, so every
 failure becomes a recorded one-line error: ``Executor.run`` never raises.
+
+Budgets: a model can ask for work without end (``Calculator(((x+1)^32)^32)`` twenty times in one
+grounding). Each action runs under a time limit (`action_s`), an example's actions together get
+`example_s` seconds of tool time (the agent passes what is left), and a result longer than
+`max_result_chars` is not bound. Each is a recorded failure, like any other tool error; every record
+carries the seconds it took.
 """
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lumos.tools import ToolError, Value
+from lumos.tools.expr import TIME_LIMIT_S, _Timeout, time_limit
 from lumos.tools.maths import MATHS_TOOLS
 
 MAX_GROUNDING_CHARS = 100_000
+ACTION_S, EXAMPLE_S = 30.0, 120.0  # default budgets of tool time; maths_executor's are tighter
+MAX_RESULT_CHARS = 50_000          # a whole Wikipedia page (KnowledgeQuery's own cap) still fits
+BUDGET_SPENT = "not run: the example's tool time budget"
 _LABEL = re.compile(r"\s*Action\s*\d+(?:\s*-\s*\d+)?\s*:\s*", re.I)
 _HEAD = re.compile(r"\s*(?:([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*=\s*)?([A-Za-z_]\w*)\s*\(")
 _REF = re.compile(r"\bR\d+\b")
@@ -47,6 +58,7 @@ class ActionRecord:
     resolved_args: str
     result: str | None = None
     error: str | None = None
+    seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,10 +147,14 @@ class Executor:
     """Runs groundings on a fixed set of tools, binding results into an environment.
 
     tools: name -> callable(args: str, env: dict) -> str | tuple[str, ...]; raising ToolError on bad input.
+    action_s, example_s: seconds of tool time per action and per example; max_result_chars: the
+    longest result that is kept.
     """
 
-    def __init__(self, tools: dict):
+    def __init__(self, tools: dict, action_s: float = ACTION_S, example_s: float = EXAMPLE_S,
+                 max_result_chars: int = MAX_RESULT_CHARS):
         self.tools = dict(tools)
+        self.action_s, self.example_s, self.max_result_chars = action_s, example_s, max_result_chars
 
     # -- the per-episode environment ---------------------------------------------------------------
     # Stateless families (maths, complex QA) need nothing but the R_j bindings. Interactive families
@@ -165,9 +181,10 @@ class Executor:
         """A grounding -> its actions (`R1 = Tool(args)`; the SQL family parses `R1 = <SQL>` instead)."""
         return parse_actions(grounding)
 
-    def run(self, grounding: str, env: dict) -> list[ActionRecord]:
+    def run(self, grounding: str, env: dict, spent_s: float = 0.0) -> list[ActionRecord]:
         """Execute every action of `grounding` in order; results are bound into `env` (name -> Value,
-        a str). Returns one record per action. Never raises."""
+        a str). `spent_s`: tool seconds this example already used (of `example_s`). Returns one
+        record per action. Never raises."""
         if not isinstance(grounding, str) or len(grounding) > MAX_GROUNDING_CHARS:
             size = len(grounding) if isinstance(grounding, str) else type(grounding).__name__
             return [ActionRecord(text=_short(str(grounding)), tool="", outputs=[], args="", resolved_args="",
@@ -178,15 +195,32 @@ class Executor:
             actions = [Action(text=_short(grounding), error=f"cannot parse: {_one_line(err)}")]
         if not actions:
             return [ActionRecord(text="", tool="", outputs=[], args="", resolved_args="", error="no action found")]
-        return [self.run_action(a, env) for a in actions]
+        records = []
+        for a in actions:
+            records.append(self.run_action(a, env, self.example_s - spent_s))
+            spent_s += records[-1].seconds
+        return records
 
-    def run_action(self, action: Action, env: dict) -> ActionRecord:
+    def run_action(self, action: Action, env: dict, time_left: float | None = None) -> ActionRecord:
         rec = ActionRecord(text=action.text, tool=action.tool, outputs=list(action.outputs), args=action.args,
                            resolved_args=action.args)
+        limit = self.action_s if time_left is None else min(self.action_s, time_left)
+        t0 = time.perf_counter()
         try:
-            rec.error = action.error or self._execute(action, env, rec)
+            if action.error:
+                rec.error = action.error
+            elif limit <= 0:
+                rec.error = f"{BUDGET_SPENT} ({self.example_s:g} s) is spent"
+            else:
+                with time_limit(limit):
+                    rec.error = self._execute(action, env, rec)
+        except (ToolError, _Timeout) as err:   # time_limit's own "timed out after N s"
+            rec.error = _one_line(err) if str(err) else f"timed out after {limit:.3g} s"
         except Exception as err:
             rec.error = f"internal error in {action.tool}: {type(err).__name__}: {_one_line(err)}"
+        rec.seconds = round(time.perf_counter() - t0, 4)
+        if not rec.error and rec.result is not None and len(rec.result) > self.max_result_chars:
+            rec.error = f"result too long ({len(rec.result)} characters, limit {self.max_result_chars})"
         if rec.error:
             rec.result = None
             for name in action.outputs:   # a failed R_j must not leave a stale value behind
@@ -392,8 +426,10 @@ class SQLExecutor(Executor):
 
 
 def maths_executor() -> Executor:
-    """Calculator, SetEquation, SolveEquation, Define, Count, SolveInequality, Code — all local."""
-    return Executor(MATHS_TOOLS)
+    """Calculator, SetEquation, SolveEquation, Define, Count, SolveInequality, Code — all local. Each
+    tool stops itself after expr.TIME_LIMIT_S (2 s); a whole example gets 10 s and results of 2,000
+    characters (a gold maths result has at most a few dozen)."""
+    return Executor(MATHS_TOOLS, action_s=TIME_LIMIT_S, example_s=10.0, max_result_chars=2_000)
 
 
 def qa_executor(answer_fn, knowledge=None, top_k: int = 3) -> Executor:

@@ -5,6 +5,10 @@ lines, truncates the torn tail, and remembers the finished ids so that the resum
 no example is ever written twice. `summarize(rows)` is the one summary of a trace (run_agent.py prints
 it, lumos.report renders it): every example is either correct or has exactly one cause, so the
 counts add up to n.
+
+Generated text may hold lone surrogates (half of a UTF-16 pair), which UTF-8 cannot encode: they are
+written as JSON's own escape (a backslash, u, 4 hex digits), so every line encodes, json.loads gives
+back the very same string, and a rerun resumes over it.
 """
 import collections
 import json
@@ -32,13 +36,15 @@ class Trace:
                 with open(self.path, "r+b") as f:
                     f.truncate(good)
         self.done = {r["id"] for r in self.rows}
-        self.f = open(self.path, "a")
+        self.f = open(self.path, "ab")
 
     def write(self, row: dict):
         """Append one finished example and flush it to disk."""
         if row["id"] in self.done:
             return
-        self.f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        line = json.dumps(row, ensure_ascii=False, default=str) + "\n"
+        # JSON text holds characters only inside strings, where "\\udXXX" is a valid escape
+        self.f.write(line.encode("utf-8", errors="backslashreplace"))
         self.f.flush()
         os.fsync(self.f.fileno())
         self.done.add(row["id"])

@@ -31,6 +31,7 @@ import math
 import re
 import signal
 import threading
+import time
 from fractions import Fraction
 
 import sympy as sp
@@ -57,6 +58,7 @@ _NORMALISE = str.maketrans({"×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": 
                             "—": "-", "≤": "<=", "≥": ">=", "≠": "!=", "²": "^2", "³": "^3",
                             "$": "", "€": "", "£": "", "¥": ""})
 _RESERVED = {"and", "or", "not", "if", "then", "else"}
+_NOT_NUMBERS = {"nan", "inf", "infinity", "oo"}  # Python/NumPy/sympy spellings of non-finite floats
 _CMP = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "==": sp.Eq, "!=": sp.Ne}
 
 
@@ -151,8 +153,8 @@ def _bits(r) -> int:
 def _check(e):
     if isinstance(e, sp.Rational) and _bits(e) > MAX_BITS:
         raise ToolError(f"result too large (over {MAX_DIGITS} digits)")
-    if e.has(sp.zoo, sp.nan):
-        raise ToolError("division by zero or undefined result")
+    if e.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise ToolError("division by zero, or an undefined or infinite result")
     return e
 
 
@@ -401,6 +403,8 @@ class _Parser:
                 return sp.true if low == "true" else sp.false
             if low in _RESERVED:
                 raise ToolError(f"unexpected {t!r}")
+            if low in _NOT_NUMBERS:   # would read as the product n*a*n: refuse it, deliberately
+                raise ToolError(f"{t!r} is not a number the maths tools compute with (no NaN or infinity)")
             if len(t) > 1 and self.peek() == ("op", "("):
                 raise ToolError(f"unknown function {t!r} (known: {', '.join(FUNCTIONS)})")
             if len(t) <= 3 and t.isalpha() and len(t) > 1:      # xy -> x*y (the paper's notation)
@@ -451,20 +455,30 @@ class _Timeout(BaseException):
 @contextlib.contextmanager
 def time_limit(seconds: float = TIME_LIMIT_S):
     """Raise ToolError if the block runs past `seconds` (SIGALRM: Unix main thread only; elsewhere
-    the static size limits above are the only bound)."""
+    the static size limits above are the only bound). Limits nest: an inner block gets at most what
+    the enclosing one has left (the executor's per-action budget around a maths tool's own limit),
+    and the enclosing timer is re-armed with its remainder on the way out."""
     if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
         yield
         return
+    armed = True
 
     def on_alarm(signum, frame):
-        raise _Timeout()
+        if armed:
+            raise _Timeout()
 
+    start = time.monotonic()
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer_left = signal.setitimer(signal.ITIMER_REAL, 0)[0]
+    mine = min(seconds, outer_left) if outer_left > 0 else seconds
+    signal.setitimer(signal.ITIMER_REAL, max(mine, 1e-6))
     try:
         yield
     except _Timeout:
-        raise ToolError(f"timed out after {seconds:g} s") from None
+        raise ToolError(f"timed out after {mine:.3g} s") from None
     finally:
+        armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer_left > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - start), 1e-6))
