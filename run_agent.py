@@ -29,7 +29,8 @@ SHIPPED_FAMILIES = ("maths",)  # task families the shipped demo models were trai
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
 WEB_MAX_ROUNDS = 64  # Lumos-I planner calls per web task: Mind2Web tasks run to ~30 steps
 
-BOS_HELP = ("put BOS (<s>) before every prompt (default: on). The paper's trainer tokenized each training "
+BOS_HELP = ("put BOS (<s>) before every prompt (default: what the checkpoint's tokenizer says: on for Llama-2 "
+            "(tokenizer.model), off for SmolLM2). The paper's trainer tokenized each training "
             "conversation with BOS first, while its inference code tokenized prompts without it; we match "
             "training, since that is the distribution the weights learned. --no-bos reproduces the paper's "
             "inference exactly. (Local backend only: an HTTP server tokenizes for itself.)")
@@ -47,7 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--backend", choices=("local", "openai", "gold"), default="local",
                    help="backend of both modules when --planner/--grounder are not given")
     for m in ("planner", "grounder"):
-        p.add_argument(f"--{m}", metavar="SPEC", help=f"the {m}: a checkpoint directory (HF or Meta layout), a hub id "
+        p.add_argument(f"--{m}", metavar="SPEC", help=f"the {m}: a checkpoint directory (HF or Meta layout), "
+                       "'smollm2' (the pretrained base, fetched once), a hub id "
                        f"(ai2lumos/lumos_maths_{m[:4] if m == 'planner' else 'ground'}_iterative), 'gold', or an "
                        f"OpenAI-compatible endpoint URL (http://host:8000/v1). Default: {rel(DEFAULT_CKPT[m])}"
                        + (f" ({rel(DEFAULT_CKPT_ONETIME[m])} with --formulation onetime)" if m == "planner" else ""))
@@ -71,7 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--max-example-tokens", type=positive_int, default=None,
                    help="generated tokens per example (planner + grounder, all rounds) before it fails as "
                    "token_budget. Default: the measured budget above; none for other families")
-    p.add_argument("--bos", action=argparse.BooleanOptionalAction, default=True, help=BOS_HELP)
+    p.add_argument("--bos", action=argparse.BooleanOptionalAction, default=None, help=BOS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                    help="weights dtype of local models (default: bfloat16 on cuda, float32 on cpu)")
@@ -401,7 +403,8 @@ def run(args):
             mine = [r["correct"] for r in done if r["id"].rsplit("-", 1)[0] == f"miniwob-{t}"]
             metrics[f"success_{t}"] = sum(mine) / max(len(mine), 1)
     summary = {"task": args.task, "formulation": args.formulation, "planner": specs["planner"],
-               "grounder": specs["grounder"], "bos": args.bos, "n": len(done), "correct": total["correct"],
+               "grounder": specs["grounder"], "bos": "tokenizer default" if args.bos is None else args.bos,
+               "n": len(done), "correct": total["correct"],
                "metrics": metrics, "failures": total["failures"],
                "budgets": {**per_turn, "example": agent.max_example_tokens},
                "tokens_generated": sum(r["n_tokens"] for r in done),

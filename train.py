@@ -16,7 +16,7 @@
 
 Writes to --out: log.jsonl (step, loss, lr, tokens/s, MFU, memory), checkpoints/step-N (DCP,
 resumable with --resume), loss.png, and the model in HF layout (config.json, model.safetensors,
-tokenizer.model) that run_agent.py's local backend and transformers load: at every --save-every
+the tokenizer files) that run_agent.py's local backend and transformers load: at every --save-every
 checkpoint and at the end, so a run stopped early still leaves its latest model. With --lora-rank,
 the adapter only (adapter.safetensors + adapter_config.json naming the base), which run_agent.py
 loads onto its base, merged.
@@ -52,7 +52,9 @@ def parse_args(argv=None):
                    help="Lumos-I (iterative) or Lumos-O (onetime) annotations")
     g.add_argument("--data", help="Lumos jsonl file; overrides --module/--task/--formulation's default "
                                   "data/annotations/lumos_{task}_{plan|ground}_{formulation}.jsonl")
-    g.add_argument("--init", help="HF or Meta Llama-2 checkpoint directory to fine-tune (its tokenizer.model is used)")
+    g.add_argument("--init", help="HF or Meta Llama checkpoint directory to fine-tune (its own tokenizer is used: "
+                                  "tokenizer.model or tokenizer.json), or 'smollm2' for the pretrained SmolLM2-135M-Instruct "
+                                  "(fetched and converted once into $LUMOS_CACHE, see python -m lumos.model.smollm2)")
     g.add_argument("--preset", choices=sorted(PRESETS), help="train this architecture from scratch instead of --init")
     g.add_argument("--dim", type=positive_int, help="with --preset: override its model width")
     g.add_argument("--n-layers", type=positive_int, help="with --preset: override its number of transformer blocks")
@@ -104,7 +106,7 @@ def parse_args(argv=None):
     if args.init and any(getattr(args, k) for k in ARCH_FLAGS):
         p.error("--dim/--n-layers/--n-heads/--n-kv-heads go with --preset; --init keeps the checkpoint's architecture")
     if args.init and args.tokenizer:
-        p.error("--tokenizer goes with --preset; --init uses the checkpoint's own tokenizer.model")
+        p.error("--tokenizer goes with --preset; --init uses the checkpoint's own tokenizer")
     if args.lora_rank < 0:
         p.error("--lora-rank must be positive (0: full fine-tuning)")
     if args.lora_rank and not args.init:
@@ -117,7 +119,7 @@ def parse_args(argv=None):
     bad = [t for t in args.lora_targets if t not in LORA_TARGETS]
     if bad or not args.lora_targets:
         p.error(f"--lora-targets: {','.join(bad) or 'none given'}; choose from {','.join(LORA_TARGETS)}")
-    if args.init and not Path(args.init).is_dir():
+    if args.init and args.init != "smollm2" and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such directory")
     if args.tokenizer and not Path(args.tokenizer).is_file():
         p.error(f"--tokenizer {args.tokenizer}: no such file")
@@ -175,11 +177,16 @@ def main(argv=None):
             print(f"--resume: no checkpoint in {a.out}/checkpoints yet, starting from step 0")
         out = Path(a.out)
         if a.init:
-            # HF directories hold tokenizer.model; Meta's download keeps it one level up.
-            found = [p for p in (Path(a.init, "tokenizer.model"), Path(a.init).parent / "tokenizer.model") if p.is_file()]
-            if not found:
-                raise ValueError(f"--init {a.init}: no tokenizer.model in it or its parent directory")
-            tokenizer = str(found[0])
+            init_dir = a.init
+            if a.init == "smollm2":  # the pretrained base: fetched and converted on first use. --init stays
+                from lumos.model.smollm2 import ensure_base  # "smollm2", so a LoRA adapter names a portable base
+                if d.is_main:
+                    ensure_base()
+                barrier(d)
+                init_dir = str(ensure_base())
+            from lumos.model.tokenizer import load_tokenizer
+            load_tokenizer(init_dir)  # fails early, in one line, when there is none
+            tokenizer = init_dir  # HF: tokenizer.model or tokenizer.json in it; Meta: tokenizer.model one level up
             model_args = None
             if a.lora_rank and a.lr == 2e-5 and d.is_main:
                 print("note: --lr 2e-5 is the paper's full fine-tuning rate; LoRA adapters usually want "
@@ -196,11 +203,11 @@ def main(argv=None):
             if a.lr == 2e-5 and d.is_main:
                 print("note: --lr 2e-5 is the paper's fine-tuning rate; a model trained from scratch "
                       "learns far faster with e.g. --lr 1e-3", flush=True)
-            from lumos.model.tokenizer import Tokenizer
+            from lumos.model.tokenizer import load_tokenizer
             margs = ModelArgs.preset(a.preset)
             overrides = {k: getattr(a, k) for k in ARCH_FLAGS if getattr(a, k)}
             margs = replace(margs, **overrides)  # re-runs ModelArgs' checks (dim % n_heads, ...)
-            margs.vocab_size = Tokenizer(tokenizer).n_words
+            margs.vocab_size = load_tokenizer(tokenizer).n_words
             margs.max_seq_len = max(margs.max_seq_len, a.max_seq_len)
             model_args = asdict(margs)
         cfg = TrainConfig(

@@ -46,11 +46,11 @@ class LocalBackend:
     at once with finish_reason "repeat" instead of holding the batch until max_new_tokens.
     """
 
-    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", bos: bool = True,
+    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", bos: bool | None = None,
                  batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, cache_dir: str | None = None):
         from lumos.model.checkpoint import load_model
         from lumos.model.lora import apply_adapter, is_adapter_dir, read_adapter_config
-        from lumos.model.tokenizer import Tokenizer
+        from lumos.model.tokenizer import load_tokenizer
         self.path = resolve_checkpoint(path, cache_dir)
         # A LoRA run's directory holds only the adapter: its config names the base it goes on.
         base = self.path
@@ -62,12 +62,17 @@ class LocalBackend:
             if not name:
                 raise BackendError(f"{self.path}/adapter_config.json names no base model")
             base = resolve_checkpoint(name, cache_dir)
-        dirs = (self.path, self.path.parent, base)
-        tok = next((d / "tokenizer.model" for d in dirs if (d / "tokenizer.model").is_file()), None)
-        if tok is None:
-            raise BackendError(f"no tokenizer.model in {self.path} (or its parent): a checkpoint directory needs its tokenizer")
+        # tokenizer.model or tokenizer.json in the directory (or tokenizer.model one up), else the base's
+        for d in dict.fromkeys((self.path, base)):
+            try:
+                self.tokenizer = load_tokenizer(str(d))
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            raise BackendError(f"no tokenizer.model or tokenizer.json in {self.path} (or tokenizer.model in its "
+                               "parent): a checkpoint directory needs its tokenizer")
         try:
-            self.tokenizer = Tokenizer(str(tok.parent))  # the directory: its added_tokens.json may add <pad>
             self.model = load_model(str(base), dtype=dtype, device=device, n_words=self.tokenizer.n_words)
             if base != self.path:
                 self.model = apply_adapter(self.model, self.path, merge=True)
@@ -77,7 +82,8 @@ class LocalBackend:
                 msg = f"{type(e).__name__} {msg}".strip()
             raise BackendError(f"cannot load {self.path}: {msg}") from None
         self.model.eval()
-        self.name, self.bos, self.batch_size, self.max_new_tokens = f"local:{path}", bos, batch_size, max_new_tokens
+        self.bos = self.tokenizer.add_bos if bos is None else bos  # None: the checkpoint's tokenizer decides
+        self.name, self.batch_size, self.max_new_tokens = f"local:{path}", batch_size, max_new_tokens
 
     def complete(self, prompts: list[str], ids: list[str] | None = None,
                  max_new_tokens: int | None = None) -> list[Completion]:
@@ -107,9 +113,16 @@ def looks_local(path: str) -> bool:
 
 def resolve_checkpoint(path: str, cache_dir: str | None = None) -> Path:
     """A local directory as is; a hub id like `ai2lumos/lumos_maths_plan_iterative` downloaded once into
-    the cache (lumos.model.hub: resumable, size-checked). A local-looking path that does not exist, or
-    anything else: BackendError at once, without touching the network."""
-    from lumos.model import hub
+    the cache (lumos.model.hub: resumable, size-checked); `smollm2`: the pretrained SmolLM2-135M-Instruct
+    (lumos.model.smollm2, converted once). A local-looking path that does not exist, or anything else:
+    BackendError at once, without touching the network."""
+    from lumos.model import hub, smollm2
+    try:
+        base = smollm2.resolve(path)  # "smollm2" (or its cache dir): the pretrained base, fetched on first use
+    except smollm2.BaseUnavailable as e:
+        raise BackendError(str(e)) from None
+    if base is not None:
+        return base
     p = Path(path).expanduser()
     if p.is_dir():
         return p

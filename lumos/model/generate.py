@@ -30,12 +30,14 @@ class Generation:
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, stop=("\n",),
-             temperature: float = 0.0, top_p: float = 1.0, bos: bool = True,
+             temperature: float = 0.0, top_p: float = 1.0, bos: bool | None = None,
              seed: int | None = None, repeats: int | None = None) -> list[Generation]:
     """Continue each prompt; prompts of different lengths share one batch (left padding).
+    bos None: BOS first iff the tokenizer's add_bos (Llama-2 yes, SmolLM2 no).
     repeats: stop a row (finish_reason "repeat") once it repeats a pattern that many times (see degenerate)."""
     if not prompts:
         return []
+    bos = tokenizer.add_bos if bos is None else bos
     prompt_ids = [tokenizer.encode(p, bos=bos) for p in prompts]
     stop = tuple(s for s in ((stop,) if isinstance(stop, str) else (stop or ())) if s)
     could_end = _stop_tokens(tokenizer, stop) if stop else None
@@ -143,17 +145,11 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen) -> torch.
 
 
 def _stop_tokens(tokenizer, stop: tuple[str, ...]) -> dict[int, bool]:
-    """id -> True if the token can complete a stop string: its piece holds the last character of
-    one, or it is a byte-fallback token (a byte may finish a multi-byte character; "\\n" is the
-    byte token 13 in Llama-2). Computed once per (tokenizer, stop)."""
+    """id -> True if the token can complete a stop string: the bytes it spells hold the last byte
+    of one (a byte token may finish a multi-byte character; "\\n" is the byte token 13 in Llama-2,
+    "Ċ" 198 in SmolLM2). Computed once per (tokenizer, stop)."""
     memo = tokenizer.__dict__.setdefault("_stop_token_memo", {})
     if stop not in memo:
-        last = {s[-1] for s in stop}
-        table = {}
-        for i in range(tokenizer.n_words):
-            piece = tokenizer.id_to_piece(i)
-            is_byte = len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">")
-            if is_byte or any(c in piece.replace("\u2581", " ") for c in last):
-                table[i] = True
-        memo[stop] = table
+        last = {s.encode()[-1] for s in stop}
+        memo[stop] = {i: True for i in range(tokenizer.n_words) if last.intersection(tokenizer.token_bytes(i))}
     return memo[stop]

@@ -5,10 +5,12 @@ string (turn templates from lumos/prompts.py, each content stripped, the whole t
 
     <|user|>\\n{u1}\\n<|assistant|>\\n{a1}</s>\\n<|user|>\\n{u2}\\n<|assistant|>\\n{a2}</s>
 
-which is tokenised in one piece with BOS first. The HF Llama tokenizer turned the literal "</s>"
-into the EOS id (2) and encoded each stretch of text between special tokens separately, so the
-SentencePiece dummy prefix "▁" reappears after every "</s>" ("</s>\\n" -> [2, 29871, 13]). We do
-the same, so the model learns to emit EOS and sees the exact token sequences Lumos trained on.
+which is tokenised in one piece, with BOS first when the tokenizer says so (add_bos: Llama-2
+yes, SmolLM2 no). The HF Llama tokenizer turned the literal "</s>" into the EOS id (2) and encoded
+each stretch of text between special tokens separately, so the SentencePiece dummy prefix "▁"
+reappears after every "</s>" ("</s>\\n" -> [2, 29871, 13]). We do the same, so the model learns to
+emit EOS and sees the exact token sequences Lumos trained on. With another tokenizer "</s>"
+becomes that tokenizer's eos id (SmolLM2: 2 = "<|im_end|>"); byte-level BPE adds no dummy prefix.
 
 Labels are -100 (no loss) everywhere except each assistant turn's content, its "</s>" and the
 "\\n" after it; the "<|assistant|>\\n" header and all user turns are masked. A token is trained
@@ -17,8 +19,6 @@ open-instruct found the same boundaries by tokenising every prefix of the string
 `labels_by_prefixes` does that too, as the reference in the tests and as the fallback.
 """
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
@@ -40,10 +40,11 @@ def serialize(messages: list[dict]) -> str:
     return "".join(parts)
 
 
-def encode_text(tokenizer, text: str, bos: bool = True) -> list[int]:
+def encode_text(tokenizer, text: str, bos: bool | None = None) -> list[int]:
     """Tokenise like HF's Llama tokenizer: every literal "</s>" is the EOS id, and each stretch
-    of text between them is a separate SentencePiece encode (so each starts with the dummy "▁")."""
-    ids = [tokenizer.bos_id] if bos else []
+    of text between them is a separate encode (SentencePiece: each starts with the dummy "▁").
+    bos None: the tokenizer's own add_bos."""
+    ids = [tokenizer.bos_id] if (tokenizer.add_bos if bos is None else bos) else []
     for j, piece in enumerate(text.split(EOS_TEXT)):
         if j:
             ids.append(tokenizer.eos_id)
@@ -89,10 +90,13 @@ def _encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[int] | N
     """encode_text(text) and, per token, the byte offset in `text` where its surface starts
     (BOS: -1; "</s>": where the literal stood; a chunk's dummy "▁": where the chunk starts).
 
-    Offsets come from the pieces' own bytes (SentencePiece's "▁" is a space, "<0x0A>" one byte),
-    which spell out " " + chunk exactly for an un-normalising model like Llama's; if they don't,
-    the offsets are None and the caller falls back to tokenising prefixes."""
-    ids, starts, base = [tokenizer.bos_id], [-1], 0
+    Offsets come from the pieces' own bytes (tokenizer.token_bytes: SentencePiece's "▁" is a
+    space, "<0x0A>" one byte; BPE's "Ċ" a newline), which spell out the chunk exactly (after a
+    " " for a dummy prefix) for an un-normalising tokenizer; if they don't, the offsets are None
+    and the caller falls back to tokenising prefixes."""
+    ids, starts = ([tokenizer.bos_id], [-1]) if tokenizer.add_bos else ([], [])
+    base = 0
+    prefix = b" " if tokenizer.add_dummy_prefix else b""
     for j, chunk in enumerate(text.split(EOS_TEXT)):
         if j:
             ids.append(tokenizer.eos_id)
@@ -100,29 +104,17 @@ def _encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[int] | N
             base += len(EOS_TEXT)
         if not chunk:
             continue
-        table = _piece_bytes(tokenizer)
         chunk_ids = tokenizer.encode(chunk)
-        pieces = [table[i] for i in chunk_ids]
+        pieces = [tokenizer.token_bytes(i) for i in chunk_ids]
         raw = chunk.encode()
-        if b"".join(pieces) != b" " + raw:
+        if b"".join(pieces) != prefix + raw:
             return encode_text(tokenizer, text), None
-        # The dummy prefix " " sits just before the chunk: piece k starts at base - 1 + bytes before it.
-        ends = np.cumsum([len(b) for b in pieces]) + (base - 1)
+        # A dummy prefix " " sits just before the chunk: piece k starts at base - 1 + bytes before it.
+        ends = np.cumsum([len(b) for b in pieces]) + (base - len(prefix))
         ids.extend(chunk_ids)
         starts.extend(np.maximum(ends - [len(b) for b in pieces], base).tolist())
         base += len(raw)
     return ids, starts
-
-
-@functools.lru_cache(maxsize=4)
-def _piece_bytes(tokenizer) -> list[bytes]:
-    """The bytes each id spells: "▁" is a space, a byte-fallback piece "<0x0A>" is that byte."""
-    table = []
-    for i in range(tokenizer.n_words):
-        piece = tokenizer.id_to_piece(i)
-        byte_piece = len(piece) == 6 and piece.startswith("<0x")
-        table.append(bytes([int(piece[3:5], 16)]) if byte_piece else piece.replace("\u2581", " ").encode())
-    return table
 
 
 def _on_token_boundaries(starts: list[int], spans, text_bytes: int) -> bool:

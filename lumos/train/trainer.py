@@ -31,8 +31,9 @@ from lumos.annotations.format import read_conversations
 from lumos.model.checkpoint import as_dtype, load_checkpoint, save_hf
 from lumos.model.config import ModelArgs
 from lumos.model.llama import Transformer
+from lumos.model import smollm2
 from lumos.model.lora import TARGETS, LoRAConfig, add_lora, init_lora, is_lora_key, save_adapter
-from lumos.model.tokenizer import Tokenizer
+from lumos.model.tokenizer import load_tokenizer
 
 from .data import StepSampler, TokenizedDataset, collate, tokenize_conversations
 from .distributed import Dist, all_reduce_sum, barrier, init_distributed, shard_model
@@ -46,7 +47,7 @@ warnings.filterwarnings("ignore", message=".*torch.distributed is disabled, unav
 class TrainConfig:
     data: str                         # Lumos jsonl conversations
     out: str                          # run directory: log, checkpoints, exported model
-    tokenizer: str                    # SentencePiece .model (copied to out/tokenizer.model)
+    tokenizer: str                    # SentencePiece .model or a checkpoint dir (its files are copied to out)
     init: str | None = None           # HF or Meta checkpoint directory to fine-tune
     model_args: dict | None = None    # from-scratch model (a ModelArgs as dict) when init is None
     max_seq_len: int = 1024
@@ -132,7 +133,7 @@ def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype) -> tuple[Transfor
     this rank's shard, and a loaded checkpoint is distributed the same way. With LoRA the adapters
     are added before sharding (FSDP shards them with their block) and initialised last (B = 0)."""
     if cfg.init:
-        args, sd = load_checkpoint(cfg.init, dtype=torch.float32, device="cpu")
+        args, sd = load_checkpoint(smollm2.resolve(cfg.init) or cfg.init, dtype=torch.float32, device="cpu")
     else:
         args, sd = ModelArgs(**cfg.model_args), None
     lora = cfg.lora()
@@ -229,9 +230,10 @@ def load_checkpoint_into(path: Path, model, optimizer=None) -> dict:
 
 
 def export_hf(model, args: ModelArgs, out: str, d: Dist, dtype: str | None, lora: LoRAConfig | None = None) -> None:
-    """Gather the full weights on rank 0 and write an HF directory (config, safetensors,
-    tokenizer.model) into `out`: lumos.model.checkpoint.load_model and transformers load it.
-    A LoRA run writes only its adapter (adapter.safetensors + adapter_config.json, see lora.py)."""
+    """Gather the full weights on rank 0 and write an HF directory (config, safetensors; the
+    tokenizer files are already there) into `out`: lumos.model.checkpoint.load_model and
+    transformers load it. A LoRA run writes only its adapter (adapter.safetensors +
+    adapter_config.json, see lora.py)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=d.mesh is not None,
                                                               ignore_frozen_params=lora is not None))
@@ -240,7 +242,7 @@ def export_hf(model, args: ModelArgs, out: str, d: Dist, dtype: str | None, lora
     elif d.is_main:
         if args.tie_word_embeddings:
             sd["output.weight"] = sd["tok_embeddings.weight"]
-        save_hf(sd, args, out, dtype=dtype, tokenizer=Path(out, "tokenizer.model"))
+        save_hf(sd, args, out, dtype=dtype)
     barrier(d)
 
 
@@ -264,7 +266,7 @@ def forward_backward(model, batches, n_labels: int, autocast) -> torch.Tensor:
     return total
 
 
-def load_dataset(cfg: TrainConfig, tokenizer: Tokenizer) -> TokenizedDataset:
+def load_dataset(cfg: TrainConfig, tokenizer) -> TokenizedDataset:
     rows = read_conversations(cfg.data)
     return tokenize_conversations(rows, tokenizer, cfg.max_seq_len)
 
@@ -276,11 +278,10 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
     out = Path(cfg.out)
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        if Path(cfg.tokenizer).resolve() != (out / "tokenizer.model").resolve():
-            shutil.copyfile(cfg.tokenizer, out / "tokenizer.model")
+        load_tokenizer(cfg.tokenizer).save(out)  # SentencePiece: tokenizer.model; BPE: tokenizer.json + config
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     barrier(d)
-    tokenizer = Tokenizer(str(out / "tokenizer.model"))
+    tokenizer = load_tokenizer(str(out))
     data = load_dataset(cfg, tokenizer)
     sampler = StepSampler(data.lengths, cfg.global_batch_size, cfg.micro_batch_size, d.world_size, cfg.seed)
     n_labels, lengths = data.n_labels, data.lengths
@@ -377,7 +378,7 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
         log.close()
         plot_loss(out)
         what = ("LoRA adapter: adapter.safetensors, adapter_config.json" if lora else
-                "HF layout: config.json, model.safetensors, tokenizer.model")
+                "HF layout: config.json, model.safetensors, tokenizer files")
         print(f"exported {out} ({what}); final loss {loss:.4f}", flush=True)
     return {"final_loss": loss, "steps": total_steps, "examples": len(data), "dropped": data.n_dropped}
 
