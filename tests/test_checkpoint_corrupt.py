@@ -283,3 +283,22 @@ def test_symlinked_weights_inside_a_cache_still_load(bases, tmp_path):
     args, sd = load_checkpoint(snap)
     want_args, want = load_checkpoint(bases["sharded"])
     assert args == want_args and all(torch.equal(sd[k], want[k]) for k in want)
+
+
+TRAIN_VARIANTS = ("int32 embedding", ".bin with pickled code (zip)", "index names /dev/zero", "config.json not JSON",
+                  "vocab smaller than the tokenizer")
+
+
+@pytest.mark.parametrize("spoiled", [v for v in VARIANTS if v[0] in TRAIN_VARIANTS], ids=ids, indirect=True)
+def test_train_init_exits_2_before_writing_anything(spoiled, request, tmp_path):
+    """train.py --init BAD: exit 2, one 'train.py: error: --init ...' line naming the file, no --out made."""
+    from test_train_loop import _toy_rows, _train
+    _, _, _, expect = request.node.callspec.params["spoiled"]
+    data, out = tmp_path / "toy.jsonl", tmp_path / "run"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _toy_rows(4)))
+    r = _train("--data", str(data), "--init", str(spoiled), "--max-steps", "1", "--global-batch-size", "2",
+               "--micro-batch-size", "2", "--threads", "1", "--no-progress", "--out", str(out))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith(f"train.py: error: --init {spoiled}: ") and expect[0] in lines[0], lines
+    assert not out.exists() and not (spoiled / MARKER).exists()

@@ -74,20 +74,37 @@ def _worker(out_path, lora_rank=0):
     shutdown(d)
 
 
+def _init_worker(out_path, ckpt):
+    """build_model with --init on 2 ranks: which ranks read the file, and the weights every rank ends with."""
+    from lumos.train import trainer
+    from lumos.train.distributed import init_distributed, shutdown
+    d = init_distributed("cpu", threads=1)
+    reads = []
+    real = trainer.load_checkpoint
+    trainer.load_checkpoint = lambda *a, **k: (reads.append(d.rank), real(*a, **k))[1]
+    cfg = trainer.TrainConfig(data="", out="", tokenizer="", init=ckpt, seed=5)
+    args, sd = trainer.load_init(cfg, d, n_words=32000)
+    model, _ = trainer.build_model(cfg, d, torch.float32, (args, sd))
+    full = {n: p.full_tensor().clone() for n, p in model.named_parameters()}  # collective: every rank
+    torch.save({"reads": reads, "full": full, "had_sd": sd is not None}, f"{out_path}.{d.rank}")
+    shutdown(d)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def run_two_processes(tmp_path, lora_rank=0):
+def run_two_processes(tmp_path, lora_rank=0, init=None):
     out = tmp_path / "grads.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    extra = [str(lora_rank)] if init is None else ["init", str(init)]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(out), str(lora_rank)],
+                        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", __file__, str(out), *extra],
                        capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return torch.load(out)
+    return torch.load(out) if init is None else [torch.load(f"{out}.{k}") for k in range(2)]
 
 
 def test_two_process_gradients_equal_single_process(tmp_path):
@@ -119,5 +136,29 @@ def test_two_process_lora_gradients_equal_single_process(tmp_path):
     assert max(grads[k].abs().max().item() for k in grads if k.endswith("lora_b")) > 1e-4  # B = 0: only B moves first
 
 
+def test_init_is_read_on_rank_0_only_and_broadcast(tmp_path):
+    """--init on 2 ranks: only rank 0 opens the checkpoint (bf16 on disk, kept bf16 in memory), the
+    others get its tensors by broadcast; every rank ends with exactly the stored weights in fp32."""
+    from lumos.model.checkpoint import save_hf
+    from lumos.model.config import ModelArgs
+    from lumos.model.llama import Transformer
+    args = ModelArgs(**{**MODEL, "tie_word_embeddings": False})
+    with torch.device("meta"):
+        ref = Transformer(args)
+    ref.to_empty(device="cpu")
+    ref.init_weights(7)
+    save_hf(ref, args, tmp_path / "ckpt", dtype="bf16", tokenizer=ROOT / "data/tokenizer/llama2.model")
+    ranks = run_two_processes(tmp_path, init=tmp_path / "ckpt")
+    assert [r["reads"] for r in ranks] == [[0], []] and [r["had_sd"] for r in ranks] == [True, False]
+    want = {k: v.bfloat16().float() for k, v in ref.state_dict().items()}
+    for r in ranks:
+        assert r["full"].keys() == want.keys()
+        for name, t in r["full"].items():
+            assert t.dtype == torch.float32 and torch.equal(t, want[name]), name
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1], int(sys.argv[2]))
+    if sys.argv[2] == "init":
+        _init_worker(sys.argv[1], sys.argv[3])
+    else:
+        _worker(sys.argv[1], int(sys.argv[2]))

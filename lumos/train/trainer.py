@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from lumos.annotations.format import read_conversations
-from lumos.model.checkpoint import as_dtype, load_checkpoint, save_hf
+from lumos.model.checkpoint import CheckpointError, as_dtype, load_checkpoint, save_hf
 from lumos.model.config import ModelArgs
 from lumos.model.llama import Transformer
 from lumos.model import smollm2
@@ -126,14 +126,37 @@ def peak_memory_gb(device: torch.device) -> float:
 
 # ---- model ----------------------------------------------------------------------------------------
 
-def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype) -> tuple[Transformer, ModelArgs]:
+def load_init(cfg: TrainConfig, d: Dist, n_words: int | None) -> tuple[ModelArgs, dict | None]:
+    """Read the --init checkpoint on rank 0 only: memory-mapped, in its stored dtype (no fp32 copy).
+    The other ranks receive its ModelArgs (and build_model broadcasts the weights to them), or the
+    same one-line CheckpointError. Runs before anything is written to --out."""
+    args = sd = error = None
+    if d.is_main:
+        try:
+            args, sd = load_checkpoint(smollm2.resolve(cfg.init) or cfg.init, dtype=None, device="cpu",
+                                       n_words=n_words)
+        except ValueError as e:  # CheckpointError, or a config ModelArgs refuses
+            error = f"--init {cfg.init}: {(str(e).splitlines() or [''])[0]}"
+    if d.mesh is not None:
+        box = [error, args]
+        torch.distributed.broadcast_object_list(box, src=0)
+        error, args = box
+    if error:
+        raise CheckpointError(error)
+    return args, sd
+
+
+def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype,
+                init: tuple[ModelArgs, dict | None] | None = None) -> tuple[Transformer, ModelArgs]:
     """Meta device -> activation checkpointing + fully_shard -> to_empty -> init or load.
 
     Weights are world-size independent: init_weights draws full tensors from the seed and keeps
     this rank's shard, and a loaded checkpoint is distributed the same way. With LoRA the adapters
-    are added before sharding (FSDP shards them with their block) and initialised last (B = 0)."""
+    are added before sharding (FSDP shards them with their block) and initialised last (B = 0).
+    init: load_init's (args, state dict on rank 0 / None elsewhere); rank 0 broadcasts each tensor
+    and every rank keeps its shard, so no rank but 0 ever holds the whole checkpoint."""
     if cfg.init:
-        args, sd = load_checkpoint(smollm2.resolve(cfg.init) or cfg.init, dtype=torch.float32, device="cpu")
+        args, sd = init or load_init(cfg, d, None)
     else:
         args, sd = ModelArgs(**cfg.model_args), None
     lora = cfg.lora()
@@ -144,11 +167,15 @@ def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype) -> tuple[Transfor
     model = shard_model(model, d, param_dtype=dtype, activation_checkpointing=cfg.activation_checkpointing)
     model.to_empty(device=d.device)
     model.init_weights(cfg.seed)
-    if sd is not None:
+    if cfg.init:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        sd = sd if sd is not None else {}  # ranks > 0: filled by the broadcast
         if args.tie_word_embeddings:
             sd.pop("output.weight", None)  # one shared parameter, loaded through tok_embeddings
-        keys = set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True, strict=False))
+        # copy_ into the (fp32) parameters casts one tensor at a time
+        keys = set_model_state_dict(model, sd, options=StateDictOptions(
+            full_state_dict=True, strict=False, broadcast_from_rank0=d.mesh is not None))
+        del sd
         missing = [k for k in keys.missing_keys if not is_lora_key(k) and not
                    (k.endswith("output.weight") and args.tie_word_embeddings)]
         if missing or keys.unexpected_keys:
@@ -266,6 +293,23 @@ def forward_backward(model, batches, n_labels: int, autocast) -> torch.Tensor:
     return total
 
 
+def open_log(path: Path, start: int):
+    """log.jsonl for appending, cut back to the steps <= `start` a resumed run starts after: the
+    steps a killed run logged past its last checkpoint are run again, and must not appear twice."""
+    keep = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                if json.loads(line)["step"] <= start:
+                    keep.append(line + "\n")
+            except (ValueError, KeyError, TypeError):
+                pass  # a line torn by the kill
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep), encoding="utf-8")
+    os.replace(tmp, path)
+    return open(path, "a", encoding="utf-8")
+
+
 def load_dataset(cfg: TrainConfig, tokenizer) -> TokenizedDataset:
     rows = read_conversations(cfg.data)
     return tokenize_conversations(rows, tokenizer, cfg.max_seq_len)
@@ -276,6 +320,8 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
     d = d or init_distributed(cfg.device, cfg.threads)
     dtype = getattr(torch, cfg.dtype or ("bfloat16" if d.device.type == "cuda" else "float32"))
     out = Path(cfg.out)
+    # Inputs first, outputs after: a bad --init fails in one line and leaves --out as it was.
+    init = load_init(cfg, d, load_tokenizer(cfg.tokenizer).n_words) if cfg.init else None
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
         load_tokenizer(cfg.tokenizer).save(out)  # SentencePiece: tokenizer.model; BPE: tokenizer.json + config
@@ -289,7 +335,8 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
 
     torch.manual_seed(cfg.seed)
-    model, args = build_model(cfg, d, dtype)
+    model, args = build_model(cfg, d, dtype, init)
+    del init
     if args.vocab_size < tokenizer.n_words:
         raise ValueError(f"model vocabulary {args.vocab_size} < tokenizer's {tokenizer.n_words}")
     if d.is_main:
@@ -323,7 +370,7 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
     if d.is_main and cfg.progress:
         from tqdm import tqdm
         bar = tqdm(total=total_steps, initial=start, desc="train", dynamic_ncols=True)
-    log = open(out / "log.jsonl", "a") if d.is_main else None
+    log = open_log(out / "log.jsonl", start) if d.is_main else None
     model.train()
     loss = float("nan")
     export_dtype = cfg.export_dtype or str(dtype).removeprefix("torch.")
