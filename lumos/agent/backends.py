@@ -22,6 +22,7 @@ from lumos import http, prompts
 
 MAX_NEW_TOKENS = 512
 STOP = ("\n",)
+KV_REUSE_BYTES = 4 << 30  # keys/values a LocalBackend keeps for reuse across turns (lumos/model/prefix_cache.py)
 
 
 class BackendError(RuntimeError):
@@ -44,12 +45,19 @@ class LocalBackend:
     All prompts of one call are decoded together in batches of `batch_size`, sorted by length so that
     rows of a batch need little left padding. A row that loops (a pattern repeated REPEATS times) stops
     at once with finish_reason "repeat" instead of holding the batch until max_new_tokens.
+
+    KV reuse (lumos/model/prefix_cache.py): each example's conversation keeps its keys/values (by the
+    `ids` of `complete`) in up to `kv_reuse_bytes`, so a Lumos-I turn prefills only its new tokens, and
+    the instruction every prompt starts with is computed once; the text generated is the same.
+    `stats` counts prompt tokens and the tokens actually prefilled. kv_reuse_bytes=0 turns reuse off.
     """
 
     def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", bos: bool | None = None,
-                 batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, cache_dir: str | None = None):
+                 batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, cache_dir: str | None = None,
+                 kv_reuse_bytes: int = KV_REUSE_BYTES):
         from lumos.model.checkpoint import load_model
         from lumos.model.lora import apply_adapter, is_adapter_dir, read_adapter_config
+        from lumos.model.prefix_cache import PrefixCache
         from lumos.model.tokenizer import load_tokenizer
         self.path = resolve_checkpoint(path, cache_dir)
         # A LoRA run's directory holds only the adapter: its config names the base it goes on.
@@ -84,6 +92,13 @@ class LocalBackend:
         self.model.eval()
         self.bos = self.tokenizer.add_bos if bos is None else bos  # None: the checkpoint's tokenizer decides
         self.name, self.batch_size, self.max_new_tokens = f"local:{path}", batch_size, max_new_tokens
+        self.prefix_cache = PrefixCache(kv_reuse_bytes) if kv_reuse_bytes > 0 else None
+        self.stats = {"calls": 0, "prompt_tokens": 0, "prefill_tokens": 0, "new_tokens": 0}
+
+    def prefill_tokens(self) -> int:
+        """Prompt tokens run through the model so far, the shared prefixes' included."""
+        shared = self.prefix_cache.shared_tokens if self.prefix_cache is not None else 0
+        return self.stats["prefill_tokens"] + shared
 
     def complete(self, prompts: list[str], ids: list[str] | None = None,
                  max_new_tokens: int | None = None) -> list[Completion]:
@@ -99,9 +114,14 @@ class LocalBackend:
             chunk = order[s:s + self.batch_size]
             gens = generate(self.model, self.tokenizer, [prompts[i] for i in chunk],
                             max_new_tokens=max_new_tokens or self.max_new_tokens, stop=STOP, bos=self.bos,
-                            repeats=REPEATS)
+                            repeats=REPEATS, prefix_cache=self.prefix_cache,
+                            keys=[ids[i] for i in chunk] if ids is not None else None)
             for i, g in zip(chunk, gens):
                 out[i] = Completion(g.text, g.n_new_tokens, g.finish_reason)
+                self.stats["prompt_tokens"] += g.n_prompt_tokens
+                self.stats["prefill_tokens"] += g.n_prompt_tokens - g.n_cached_tokens
+                self.stats["new_tokens"] += g.n_new_tokens
+            self.stats["calls"] += 1
         return out
 
 

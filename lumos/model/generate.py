@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .kv_cache import KVCache
+from .prefix_cache import common_prefix
 
 MAX_PERIOD = 8  # longest repeating pattern (in tokens) that `degenerate` looks for
 REPEATS = 16    # repetitions that stop an agent turn (lumos.agent.backends.LocalBackend); see `degenerate`
@@ -26,19 +27,31 @@ class Generation:
     n_new_tokens: int  # tokens decoded, including the EOS / stop-string token
     finish_reason: str  # "eos" | "stop" | "repeat" | "length"
     tokens: list[int] = field(default_factory=list, repr=False)  # the new token ids
+    n_cached_tokens: int = 0  # prompt tokens whose keys/values came from the prefix cache (not prefilled)
 
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, stop=("\n",),
              temperature: float = 0.0, top_p: float = 1.0, bos: bool | None = None,
-             seed: int | None = None, repeats: int | None = None) -> list[Generation]:
+             seed: int | None = None, repeats: int | None = None, prefix_cache=None,
+             keys: list | None = None) -> list[Generation]:
     """Continue each prompt; prompts of different lengths share one batch (left padding).
     bos None: BOS first iff the tokenizer's add_bos (Llama-2 yes, SmolLM2 no).
-    repeats: stop a row (finish_reason "repeat") once it repeats a pattern that many times (see degenerate)."""
+    repeats: stop a row (finish_reason "repeat") once it repeats a pattern that many times (see degenerate).
+    prefix_cache (a lumos.model.prefix_cache.PrefixCache): reuse keys/values of earlier turns of the
+    conversation keys[i] (e.g. an example id; None: only the prefix the batch shares), and keep this
+    turn's for the next. The tokens are the same as without it."""
     if not prompts:
         return []
     bos = tokenizer.add_bos if bos is None else bos
     prompt_ids = [tokenizer.encode(p, bos=bos) for p in prompts]
+    prefixes = kv_out = None
+    keys = keys or [None] * len(prompts)
+    if prefix_cache is not None:
+        share_prefix(model, prefix_cache, prompt_ids)
+        found = [prefix_cache.match(key, ids) for key, ids in zip(keys, prompt_ids)]
+        prefixes = [(e.k[:, :, :n], e.v[:, :, :n]) if n else None for e, n in found]
+        kv_out = []
     stop = tuple(s for s in ((stop,) if isinstance(stop, str) else (stop or ())) if s)
     could_end = _stop_tokens(tokenizer, stop) if stop else None
 
@@ -52,49 +65,104 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 512, st
 
     new_ids, reasons = decode_tokens(model, prompt_ids, max_new_tokens, tokenizer.eos_id,
                                      stop_fn=(lambda ids: stop_at(ids) is not None) if stop else None,
-                                     temperature=temperature, top_p=top_p, seed=seed, repeats=repeats)
+                                     temperature=temperature, top_p=top_p, seed=seed, repeats=repeats,
+                                     prefixes=prefixes, kv_out=kv_out)
     out = []
-    for p, ids, why in zip(prompt_ids, new_ids, reasons):
+    for i, (p, ids, why) in enumerate(zip(prompt_ids, new_ids, reasons)):
         body = ids[:-1] if why == "eos" else ids
         text = tokenizer.decode(body)
         if why == "stop":
             text = text[: stop_at(ids)]
-        out.append(Generation(text, len(p), len(ids), why, ids))
+        n_cached = 0
+        if prefix_cache is not None:
+            n_cached = found[i][1]
+            if keys[i] is not None and kv_out[i] is not None:
+                prefix_cache.put(keys[i], p + ids[:-1], *kv_out[i])
+        out.append(Generation(text, len(p), len(ids), why, ids, n_cached))
     return out
+
+
+MIN_SHARED = 8  # tokens a batch's common prefix needs before share_prefix computes it once for all
+
+
+@torch.inference_mode()
+def share_prefix(model, prefix_cache, prompt_ids: list[list[int]], min_len: int = MIN_SHARED) -> int:
+    """Compute the keys/values of the prefix all prompts share (the instruction every example repeats)
+    once and keep it as a shared prefix_cache entry, unless one already covers it. Returns the tokens
+    computed (0 or its length; they are added to prefix_cache.shared_tokens)."""
+    if len(prompt_ids) < 2:
+        return 0
+    first = prompt_ids[0]
+    n = min(min(common_prefix(first, p) for p in prompt_ids[1:]), min(map(len, prompt_ids)) - 1)
+    if n < min_len or prefix_cache.match(None, first[:n + 1])[1] >= n:
+        return 0
+    cache = KVCache.for_model(model, 1, n)
+    model(torch.tensor([first[:n]], device=cache.device), cache=cache, input_pos=0, last_only=True)
+    prefix_cache.put(None, first[:n], *cache.read(0, n))
+    prefix_cache.shared_tokens += n
+    return n
 
 
 @torch.inference_mode()
 def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int | None = 2,
                   stop_fn=None, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-                  pad_token: int = 0, repeats: int | None = None) -> tuple[list[list[int]], list[str]]:
+                  pad_token: int = 0, repeats: int | None = None, prefixes: list | None = None,
+                  kv_out: list | None = None) -> tuple[list[list[int]], list[str]]:
     """Token-level decoding. prompts: B lists of ids (each non-empty). Returns, per row, the new
     ids (ending with EOS or the token that made stop_fn(ids) true) and the finish reason.
 
-    Rows are left-padded to the longest prompt P: row b's k-th new token sits in cache slot P+k-1
-    for every row, so one `input_pos` drives the batch. Finished rows are dropped from the batch
-    (and the cache) once at most half of it is still running."""
+    prefixes: per row None or (k, v), each (n_layers, Hkv, r, D): keys/values of the row's first r
+    prompt tokens computed earlier (r < len(prompt); lumos/model/prefix_cache.py); only the other
+    tokens are prefilled. kv_out: a list that receives, per row, (k, v) of its prompt and new tokens
+    but the last (whose keys/values were never computed), for the next turn to reuse.
+
+    Rows are left-padded: the reused prefixes right-aligned at slot R (the longest prefix), the new
+    prompt tokens right-aligned at P = R + the most new prompt tokens, so row b's k-th new token sits
+    in cache slot P+k-1 for every row and one `input_pos` drives the batch. Finished rows are dropped
+    from the batch (and the cache) once at most half of it is still running."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (use bos=True for empty text)")
     device = model.output.weight.device
     B, lens = len(prompts), [len(p) for p in prompts]
-    P = max(lens)
+    if kv_out is not None:
+        kv_out[:] = [None] * B
     if max_new_tokens <= 0:
         return [[] for _ in prompts], ["length"] * B
-    max_new_tokens = min(max_new_tokens, model.args.max_seq_len - P)
+    max_new_tokens = min(max_new_tokens, model.args.max_seq_len - max(lens))
     if max_new_tokens <= 0:
-        raise ValueError(f"prompt of {P} tokens leaves no room within max_seq_len {model.args.max_seq_len}")
-    tokens = torch.full((B, P), pad_token, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        tokens[b, P - len(p):] = torch.tensor(p, dtype=torch.long)
-    pad = [P - n for n in lens]
-    cache = KVCache.for_model(model, B, P + max_new_tokens, pad=pad)
+        raise ValueError(f"prompt of {max(lens)} tokens leaves no room within max_seq_len {model.args.max_seq_len}")
+    prefixes = prefixes or [None] * B
+    reused = [0 if kv is None else kv[0].shape[2] for kv in prefixes]
+    if any(r >= n for r, n in zip(reused, lens)):
+        raise ValueError("a reused prefix must leave at least one prompt token to prefill")
+    R, T = max(reused), max(n - r for n, r in zip(lens, reused))
+    P = R + T
+    tokens = torch.full((B, T), pad_token, dtype=torch.long)  # the prefill window, slots R..P-1
+    valid = torch.zeros(B, P + max_new_tokens, dtype=torch.bool)
+    valid[:, P:] = True
+    for b, (p, r) in enumerate(zip(prompts, reused)):
+        tokens[b, T - (len(p) - r):] = torch.tensor(p[r:], dtype=torch.long)
+        valid[b, R - r:R] = True
+        valid[b, P - (len(p) - r):P] = True
+    pad = [P - n for n in lens]  # every non-token slot of a row lies left of its new prompt tokens
+    cache = KVCache.for_model(model, B, P + max_new_tokens, pad=pad, valid=valid if R else None)
+    for b, (kv, r) in enumerate(zip(prefixes, reused)):
+        if r:
+            cache.write(b, R - r, *kv)
     gen = torch.Generator(device=device).manual_seed(seed) if seed is not None and temperature > 0 else None
 
-    logits = model(tokens.to(device), cache=cache, input_pos=0, last_only=True)[:, -1]  # prefill
+    logits = model(tokens.to(device), cache=cache, input_pos=R, last_only=True)[:, -1]  # prefill
     rows = list(range(B))  # original row index of each batch row still in the cache
     new_ids: list[list[int]] = [[] for _ in range(B)]
     reasons = ["length"] * B
     running = [True] * B
+
+    def save_kv(batch_rows):
+        """kv_out[r] = row r's keys/values, before the row leaves the cache."""
+        if kv_out is not None:
+            for i in batch_rows:
+                kv_out[rows[i]] = cache.read(i, P + len(new_ids[rows[i]]) - 1)
+
     for step in range(max_new_tokens):
         nxt = _pick(logits, temperature, top_p, gen)  # (b,)
         for i, t in enumerate(nxt.tolist()):  # one device->host sync per step
@@ -112,10 +180,12 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
         if not alive or step == max_new_tokens - 1:
             break
         if len(alive) <= len(rows) // 2:  # shrink the batch: fewer rows through every matmul
+            save_kv([i for i, r in enumerate(rows) if not running[r]])
             idx = torch.tensor(alive, device=device)
             cache.keep(idx)
             nxt, rows = nxt[idx], [rows[i] for i in alive]
         logits = model(nxt[:, None], cache=cache, input_pos=P + step, last_only=True)[:, -1]
+    save_kv(range(len(rows)))
     return new_ids, reasons
 
 
