@@ -28,8 +28,10 @@ class ModelArgs:
         for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len",
                      "ffn_hidden_dim"):
             v = getattr(self, name)
-            if v is not None and (type(v) is not int or v <= 0):
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            # n_layers may be 0: embeddings straight into the output head (a bigram model, used in tests)
+            low = 0 if name == "n_layers" else 1
+            if v is not None and (type(v) is not int or v < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.kv_heads:
