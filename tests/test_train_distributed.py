@@ -157,6 +157,28 @@ def test_init_is_read_on_rank_0_only_and_broadcast(tmp_path):
             assert t.dtype == torch.float32 and torch.equal(t, want[name]), name
 
 
+def test_init_single_process_keeps_tied_embeddings_tied(tmp_path):
+    """No random init when loading: every weight is the stored one, and a tied output shares the embedding."""
+    from lumos.model.checkpoint import save_hf
+    from lumos.model.config import ModelArgs
+    from lumos.model.llama import Transformer
+    from lumos.train import trainer
+    from lumos.train.distributed import Dist
+    torch.set_num_threads(1)
+    args = ModelArgs(**MODEL)
+    with torch.device("meta"):
+        ref = Transformer(args)
+    ref.to_empty(device="cpu")
+    ref.init_weights(3)
+    save_hf(ref, args, tmp_path / "ckpt")
+    d = Dist(0, 1, 0, 1, torch.device("cpu"), None)
+    cfg = trainer.TrainConfig(data="", out="", tokenizer="", init=str(tmp_path / "ckpt"), seed=5)
+    model, _ = trainer.build_model(cfg, d, torch.float32, trainer.load_init(cfg, d, 32000))
+    assert model.output.weight is model.tok_embeddings.weight
+    got, want = model.state_dict(), ref.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
 if __name__ == "__main__":
     if sys.argv[2] == "init":
         _init_worker(sys.argv[1], sys.argv[3])

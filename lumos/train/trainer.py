@@ -166,12 +166,14 @@ def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype,
         add_lora(model, lora)
     model = shard_model(model, d, param_dtype=dtype, activation_checkpointing=cfg.activation_checkpointing)
     model.to_empty(device=d.device)
-    model.init_weights(cfg.seed)
-    if cfg.init:
+    if not cfg.init:
+        model.init_weights(cfg.seed)
+    else:  # every base weight comes from the checkpoint: no random draw (a full tensor per parameter)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
         sd = sd if sd is not None else {}  # ranks > 0: filled by the broadcast
-        if args.tie_word_embeddings:
-            sd.pop("output.weight", None)  # one shared parameter, loaded through tok_embeddings
+        if args.tie_word_embeddings:  # one shared parameter, loaded through tok_embeddings
+            model.output.weight = model.tok_embeddings.weight  # to_empty() untied them (as init_weights does)
+            sd.pop("output.weight", None)
         # copy_ into the (fp32) parameters casts one tensor at a time
         keys = set_model_state_dict(model, sd, options=StateDictOptions(
             full_state_dict=True, strict=False, broadcast_from_rank0=d.mesh is not None))
