@@ -29,9 +29,14 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from lumos.cli import HelpFormatter, positive_float, positive_int, nonnegative_float, nonnegative_int
-from lumos.model.config import PRESETS
-from lumos.model.lora import TARGETS as LORA_TARGETS
+from lumos.cli import HelpFormatter, nonnegative_float, nonnegative_int, positive_float, positive_int
+
+try:  # lumos.model imports torch (seconds): Ctrl-C meanwhile is one line too
+    from lumos.model.config import PRESETS
+    from lumos.model.lora import TARGETS as LORA_TARGETS
+except KeyboardInterrupt:
+    print("train.py: interrupted before training started", file=sys.stderr)
+    sys.exit(130)
 
 ROOT = Path(__file__).resolve().parent
 TASKS = ("maths", "complex_qa", "web_agent", "unified")

@@ -103,3 +103,20 @@ def test_main_command_every_wrong_answer_has_a_cause(tmp_path, capsys):
     assert f"{s['correct']} correct; wrong by cause: " in printed
     page = out.with_name("demo.html").read_text()
     assert page.count('<details class="ex ') == 8 and f"report: {out.with_name('demo.html')}" in printed
+
+
+@pytest.mark.parametrize("argv", [["run_agent.py", "--task", "gsm8k", "--limit", "5"],
+                                  ["train.py", "--module", "grounding", "--preset", "tiny", "--max-steps", "5"]])
+def test_a_real_ctrl_c_during_start_up(argv, tmp_path):
+    """SIGINT one second in (importing torch, loading models or data): one line on stderr, exit 130."""
+    import signal
+    import time
+    out = ["--out", str(tmp_path / ("t.jsonl" if argv[0] == "run_agent.py" else "run"))]
+    p = subprocess.Popen([sys.executable, *argv, *out], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # (a tqdm bar may have begun)
+    assert p.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err[-2000:]
+    assert "Traceback" not in err

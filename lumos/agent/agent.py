@@ -42,7 +42,7 @@ FAILURES = {
     "repetition": "a generation looped (one pattern repeated 16 times in a row) and was stopped",
     "token_budget": "the example used up its budget of generated tokens (--max-example-tokens)",
     "tool_budget": "the example's actions used up their tool time (Executor.example_s)",
-    "wrong_answer": "everything ran, but the answer does not match the gold answer",
+    "wrong_answer": "everything ran, but the answer is not the gold one (interactive tasks: reward below success)",
 }
 # backend finish_reason -> failure
 _FINISH_FAILURE = {"too_long": "prompt_too_long", "no_gold": "no_gold", "length": "length", "repeat": "repetition"}
