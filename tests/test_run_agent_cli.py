@@ -108,15 +108,29 @@ def test_main_command_every_wrong_answer_has_a_cause(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["run_agent.py", "--task", "gsm8k", "--limit", "5"],
                                   ["train.py", "--module", "grounding", "--preset", "tiny", "--max-steps", "5"]])
 def test_a_real_ctrl_c_during_start_up(argv, tmp_path):
-    """SIGINT one second in (importing torch, loading models or data): one line on stderr, exit 130."""
+    """SIGINT half a second after Python can catch it (importing torch, loading models or data): one line
+    on stderr, exit 130."""
     import signal
     import time
     out = ["--out", str(tmp_path / ("t.jsonl" if argv[0] == "run_agent.py" else "run"))]
     p = subprocess.Popen([sys.executable, *argv, *out], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
-    time.sleep(1.0)
+    deadline = time.time() + 60
+    while time.time() < deadline and not _catches_sigint(p.pid):  # Python's own handler is in place
+        time.sleep(0.05)
+    time.sleep(0.5)  # now importing torch, building the parser, loading ...
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # (a tqdm bar may have begun)
     assert p.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err[-2000:]
     assert "Traceback" not in err
+
+
+def _catches_sigint(pid: int) -> bool:
+    """Whether the process has a handler for SIGINT (bit 2 of SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(caught, 16) & (1 << 1))
