@@ -10,6 +10,7 @@ from lumos.annotations import arith
 from lumos.annotations.gsm8k import Unconvertible, add_missing_marks, convert
 from lumos.annotations.prepare import convert_example, prepare
 from lumos.annotations.subgoal_text import subgoal_text
+from lumos.tools.printing import format_number
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TRAIN = [json.loads(line) for line in (DATA / "gsm8k/train.jsonl").read_text().splitlines()]
@@ -126,7 +127,7 @@ def test_arith_is_safe_and_exact():
     for bad in ["__import__('os')", "R1", "(1).real", "2**1000", "1/0", "[1]", "a+1", "9**9**9"]:
         with pytest.raises(arith.ArithError):
             arith.evaluate(bad)
-    assert [arith.format_number(Fraction(x)) for x in ("24", "5/2", "-1/8", "10/3", "144.00")] == \
+    assert [format_number(Fraction(x)) for x in ("24", "5/2", "-1/8", "10/3", "144.00")] == \
         ["24", "2.5", "-0.125", "3.333333", "144"]
 
 
@@ -162,7 +163,7 @@ def test_prepare_full_train_and_gold_replay(tmp_path):
             for act in acts.split("; "):
                 name, expr = re.fullmatch(r"(R\d+) = Calculator\((.*)\)", act).groups()
                 env[name] = arith.evaluate(expr, env)
-            assert arith.format_number(env[name]) == res
+            assert format_number(env[name]) == res
         assert env[name] == arith.parse_number(g["answer"]), g["id"]
 
     test_questions = {g["question"] for g in gold}

@@ -3,6 +3,7 @@
 Only numbers, R_k names bound in `env`, + - * / ** and parentheses are allowed; values are
 `fractions.Fraction`, so `1/3 * 3 == 1` exactly. Used by the converter to check that each
 `<<expr=value>>` really evaluates to its value and that the action chain reproduces the answer.
+Values are printed by lumos.tools.printing.format_number, the tools' own printer.
 """
 import ast
 import re
@@ -64,30 +65,3 @@ def parse_number(text: str) -> Fraction:
     if not re.fullmatch(r"-?(\d+\.?\d*|\.\d+)", t):
         raise ArithError(f"not a number: {text!r}")
     return Fraction(t)
-
-
-@lru_cache(maxsize=65536)
-def format_number(x: Fraction, places: int = 6) -> str:
-    """How the executor prints a value: 24 (never 24.0), 2.5, 0.125; a repeating decimal is
-    rounded to `places` decimals with trailing zeros removed (10/3 -> 3.333333)."""
-    if x.denominator == 1:
-        return str(x.numerator)
-    d = x.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    if d == 1:                                   # terminating decimal: print it exactly
-        return _exact_decimal(x)
-    s = f"{float(x):.{places}f}".rstrip("0").rstrip(".")
-    return s if s not in ("-0", "") else "0"
-
-
-def _exact_decimal(x: Fraction) -> str:
-    sign = "-" if x < 0 else ""
-    x = abs(x)
-    k = 0
-    while (x * 10 ** k).denominator != 1:
-        k += 1
-    n = (x * 10 ** k).numerator
-    s = str(n).rjust(k + 1, "0")
-    return sign + s[:-k] + "." + s[-k:]

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 
-from lumos.annotations.arith import ArithError, evaluate, format_number, parse_number
+from lumos.annotations.arith import ArithError, evaluate, parse_number
 from lumos.annotations.subgoal_text import subgoal_text
+from lumos.tools.printing import format_number   # the tools' printer: a gold result reads as the executor prints it
 
 MARK = re.compile(r"<<([^<>]*)>>")
 TOKEN = re.compile(r"\s*(\*\*|\d+\.?\d*|\.\d+|[-+*/()])")

@@ -6,6 +6,7 @@ expanded, with ``**`` as ``^`` and no ``*`` between a number and a letter (the p
 """
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 import sympy as sp
 
@@ -14,7 +15,13 @@ from lumos.tools import ToolError, Value
 MAX_DIGITS = 3_000         # the largest exact number (numerator or denominator) computed or printed
 
 
-def _fmt_rational(p: int, q: int) -> str:
+@lru_cache(maxsize=65536)
+def format_number(x: Fraction) -> str:
+    """The one number printer (tool results, and the GSM8K converter's results, which must match them):
+    24 (never 24.0), 2.5, -0.125, 0.0009765625 (a terminating decimal of at most 12 places, exactly),
+    3.333333 (else rounded half-up to 6 places, trailing zeros dropped), 3.33333e-07 (a nonzero value that
+    would round to 0 keeps 6 significant digits), 0 (never -0)."""
+    p, q = x.numerator, x.denominator
     sign, p = ("-" if p < 0 else ""), abs(p)
     if q == 1:
         return sign + str(p)
@@ -29,7 +36,8 @@ def _fmt_rational(p: int, q: int) -> str:
     else:                                   # 1/3 -> 0.333333 (6 decimals, half-up)
         k, digits = 6, (2 * p * 10 ** 6 + q) // (2 * q)
         if digits == 0:
-            return sign + f"{p / q:.6g}"
+            small = p / q                   # exact ints -> the nearest float; 0.0 only below 1e-308
+            return sign + f"{small:.6g}" if small else "0"
     s = str(digits).rjust(k + 1, "0")
     s = (s[:-k] + "." + s[-k:]).rstrip("0").rstrip(".")
     return "0" if s == "0" else sign + s
@@ -43,7 +51,7 @@ def format_value(e) -> str:
         raise ToolError("division by zero or infinite result")
     if e.is_number:
         if e.is_Rational:
-            return _fmt_rational(int(e.p), int(e.q))
+            return format_number(Fraction(int(e.p), int(e.q)))
         v = e.evalf(30)
         if not v.is_real:
             if abs(sp.im(v)) > 1e-12 * max(1, abs(sp.re(v))):
@@ -52,7 +60,7 @@ def format_value(e) -> str:
         if abs(v) > sp.Integer(10) ** MAX_DIGITS:
             raise ToolError(f"result too large (over {MAX_DIGITS} digits)")
         f = Fraction(str(sp.Float(v, 30)))  # exact decimal of the 30-digit float, then rounded
-        return _fmt_rational(f.numerator, f.denominator)
+        return format_number(f)
     if isinstance(e, sp.Expr) and sp.count_ops(e) < 200:
         e = sp.expand(e)
     s = sp.sstr(e).replace("**", "^")
