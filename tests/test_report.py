@@ -97,3 +97,14 @@ def test_chromium_renders_one_element_per_row_filters_and_colours(report, tmp_pa
     px = (matplotlib.image.imread(shot)[..., :3] * 255).round().astype(int).reshape(-1, 3).tolist()
     colours = {tuple(p) for p in px}
     assert (0x2a, 0x8a, 0x3a) in colours and (0xc0, 0x39, 0x2b) in colours  # right and wrong borders
+
+
+def test_report_cli_refuses_what_is_not_a_trace(tmp_path, capsys):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bad.jsonl").write_text("garbage\n")
+    for name, why in (("missing.jsonl", "no such file"), ("empty.jsonl", "holds no finished example"),
+                      ("bad.jsonl", "bad.jsonl:1: not a JSON trace line")):
+        with pytest.raises(SystemExit) as e:
+            main([str(tmp_path / name)])
+        assert e.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(why)
+    assert not list(tmp_path.glob("*.html"))
