@@ -66,6 +66,11 @@ def parse_args(argv=None):
     g.add_argument("--n-heads", type=positive_int, help="with --preset: override its attention heads")
     g.add_argument("--n-kv-heads", type=positive_int, help="with --preset: override its key/value heads (grouped-query attention)")
     g.add_argument("--tokenizer", help="SentencePiece .model for --preset (default: train one on the data)")
+    g.add_argument("--tokenization", choices=("current", "paper"), default="current",
+                   help="how the text after each mid-conversation '</s>' is tokenised: 'current' (default) as "
+                   "today's transformers and open-instruct ('</s>\\n<|user|>' -> 2, 29871, 13, 29966, ...); "
+                   "'paper' as the released Lumos models were trained (transformers < 4.34 stripped the "
+                   "whitespace around '</s>': 2, 529, ...; 2 tokens fewer per turn)")
     g.add_argument("--vocab-size", type=positive_int, default=4096, help="size of the tokenizer trained on the data")
     g.add_argument("--out", required=True, help="run directory (log, checkpoints, exported model)")
     lo = p.add_argument_group("LoRA (with --init; default: full fine-tuning)")
@@ -222,8 +227,8 @@ def main(argv=None):
             micro_batch_size=a.micro_batch_size, global_batch_size=a.global_batch_size, seed=a.seed,
             save_every=a.save_every, resume=a.resume, threads=a.threads,
             activation_checkpointing=a.activation_checkpointing, dtype=a.dtype, device=a.device,
-            export_dtype=a.export_dtype, progress=not a.no_progress, lora_rank=a.lora_rank,
-            lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, lora_targets=a.lora_targets)
+            export_dtype=a.export_dtype, progress=not a.no_progress, tokenization=a.tokenization,
+            lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, lora_targets=a.lora_targets)
         train(cfg, d)
     except (ValueError, FileNotFoundError) as e:  # bad data or paths: the same on every rank
         if d.is_main:

@@ -10,7 +10,11 @@ The data converter, the trainer and the agent all build their text from here.
 # ---------------------------------------------------------------------------
 # Chat serialisation (open-instruct style), used by training.
 # All turns are concatenated, then .strip()'d; each content is .strip()'d first.
-# The loss covers only an assistant turn's content + "</s>" (+ the "\n" after it).
+# The loss covers an assistant turn's content + "</s>", and the "\n" after it where that "\n" is a
+# token. The same string tokenises two ways: today's tokenizers give "</s>\n<|user|>" -> [2, 29871, 13,
+# ...]; the released Lumos models were trained with transformers < 4.34, whose slow tokenizer dropped
+# the whitespace around "</s>" -> [2, 529, ...]. lumos/train/tokenize.py has both
+# (train.py --tokenization current | paper).
 USER_TURN = "<|user|>\n{content}\n"
 ASSISTANT_TURN = "<|assistant|>\n{content}</s>\n"
 USER_HEADER = "<|user|>\n"

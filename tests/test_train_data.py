@@ -10,7 +10,7 @@ import pytest
 
 from lumos.model.tokenizer import Tokenizer
 from lumos.train.data import StepSampler, collate, tokenize_conversations
-from lumos.train.tokenize import IGNORE_INDEX, encode_conversation, encode_text, serialize
+from lumos.train.tokenize import IGNORE_INDEX, encode_conversation, encode_text, labels_by_prefixes, serialize
 from lumos.train.trainer import lr_at
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +53,40 @@ def test_mask_two_turn_conversation(tok):
     assert trained == [21, 22, 23, 24, 25, 26, 27, 28, 44, 45, 46]
     assert all(labels[t] == ids[t] for t in trained)
     assert tok.decode([ids[t] for t in trained[:5]]) == "R1 = 5"
+
+
+def test_paper_tokenization_strips_the_whitespace_around_eos(tok):
+    """--tokenization paper: transformers < 4.34's slow Llama tokenizer (the released Lumos models'
+    trainer) stripped whitespace next to a plain-string special token, so after a mid-sequence
+    "</s>" the "\n" is gone and "<|user|>" starts with "▁<" (529) exactly as the first turn does.
+    Ids by hand from the Llama-2 vocabulary: only [2, 29871, 13, 29966] -> [2, 529] changes."""
+    ids, labels = encode_conversation(tok, TWO_TURNS, strip_around_eos=True)
+    assert ids == [1,
+                   529, 29989, 1792, 29989, 29958, 13,             # ▁< | user | > \n
+                   18567, 29871, 29906, 29974, 29941, 29973, 13,   # Hi ▁ 2 + 3 ? \n
+                   29966, 29989, 465, 22137, 29989, 29958, 13,     # < | ass istant | > \n
+                   29934, 29896, 353, 29871, 29945,                # R 1 ▁= ▁ 5
+                   2,                                              # </s>  (no ▁ \n after it)
+                   529, 29989, 1792, 29989, 29958, 13,             # ▁< | user | > \n
+                   9190, 13,                                       # Next \n
+                   29966, 29989, 465, 22137, 29989, 29958, 13,     # < | ass istant | > \n
+                   25632, 29889, 2]                                # Done . </s>
+    assert [tok.id_to_piece(i) for i in ids[26:28]] == ["</s>", "▁<"]
+    trained = [t for t, lab in enumerate(labels) if lab != IGNORE_INDEX]
+    assert trained == [21, 22, 23, 24, 25, 26, 42, 43, 44]  # 2 labels fewer than the default's 11
+    assert labels == labels_by_prefixes(tok, TWO_TURNS, strip_around_eos=True)  # open-instruct's method agrees
+    assert encode_text(tok, "a </s> \n b </s>\n", strip_around_eos=True) == [1, *tok.encode("a"), 2, *tok.encode("b"), 2]
+    ds = tokenize_conversations([{"id": "x", "messages": TWO_TURNS}], tok, 1024, strip_around_eos=True)
+    assert ds.tokens[0].tolist() == ids[:-1] and ds.n_labels.tolist() == [9]
+
+
+def test_train_config_tokenization_reaches_the_dataset(tok, tmp_path):
+    from lumos.train.trainer import TrainConfig, load_dataset
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"dataset": "toy", "id": "x", "messages": TWO_TURNS}) + "\n")
+    counts = {t: load_dataset(TrainConfig(data=str(data), out="", tokenizer="", tokenization=t), tok).n_labels.tolist()
+              for t in ("current", "paper")}
+    assert counts == {"current": [11], "paper": [9]}
 
 
 def test_eos_text_becomes_the_eos_id(tok):

@@ -43,12 +43,14 @@ class TokenizedDataset:
         return np.array([int((t != IGNORE_INDEX).sum()) for t in self.targets], dtype=np.int64)
 
 
-def tokenize_conversations(rows: list[dict], tokenizer, max_seq_len: int) -> TokenizedDataset:
-    """Rows {"id", "messages"} -> TokenizedDataset (see the module docstring)."""
+def tokenize_conversations(rows: list[dict], tokenizer, max_seq_len: int,
+                           strip_around_eos: bool = False) -> TokenizedDataset:
+    """Rows {"id", "messages"} -> TokenizedDataset (see the module docstring). strip_around_eos:
+    the released Lumos models' encoding (lumos/train/tokenize.py)."""
     tokens, targets, ids = [], [], []
     n_truncated = n_dropped = 0
     for row in rows:
-        full_ids, labels = encode_conversation(tokenizer, row["messages"])
+        full_ids, labels = encode_conversation(tokenizer, row["messages"], strip_around_eos=strip_around_eos)
         if len(full_ids) > max_seq_len:
             n_truncated += 1
             full_ids, labels = full_ids[:max_seq_len], labels[:max_seq_len]

@@ -68,6 +68,7 @@ class TrainConfig:
     device: str | None = None
     export_dtype: str | None = None   # dtype of the exported weights (default: the compute dtype)
     progress: bool = True
+    tokenization: str = "current"     # "paper": whitespace around "</s>" stripped (lumos/train/tokenize.py)
     lora_rank: int = 0                # > 0: freeze the --init model, train LoRA adapters of this rank
     lora_alpha: float | None = None   # adapter scale alpha / rank (default alpha = 2 * rank)
     lora_dropout: float = 0.0
@@ -314,7 +315,7 @@ def open_log(path: Path, start: int):
 
 def load_dataset(cfg: TrainConfig, tokenizer) -> TokenizedDataset:
     rows = read_conversations(cfg.data)
-    return tokenize_conversations(rows, tokenizer, cfg.max_seq_len)
+    return tokenize_conversations(rows, tokenizer, cfg.max_seq_len, cfg.tokenization == "paper")
 
 
 def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
