@@ -46,7 +46,7 @@ def data_stats(gold_path: str) -> None:
 
 def model_stats(ckpt: str, rows_path: str) -> None:
     from lumos.agent.backends import LocalBackend
-    from lumos.agent.executor import last_result, maths_executor
+    from lumos.agent.executor import final_answer, maths_executor
     from lumos.agent.tasks import numbers_match, parse_number
     from lumos.prompts import ASSISTANT_HEADER
     from lumos.train.tokenize import serialize
@@ -61,8 +61,8 @@ def model_stats(ckpt: str, rows_path: str) -> None:
         exact += ours == gold
         first += bool(o_acts) and o_acts[0] == g_acts[0]
         same_len += len(o_acts) == len(g_acts)
-        pred = last_result(ex.run(ours, {}))
-        right += pred is not None and numbers_match(parse_number(pred), parse_number(last_result(ex.run(gold, {}))))
+        pred = final_answer(ex.run(ours, {}))
+        right += pred is not None and numbers_match(parse_number(pred), parse_number(final_answer(ex.run(gold, {}))))
         user = r["messages"][0]["content"]
         question = set(literals(user[user.find("Task:"):user.find("Subgoal")].replace(",", "")))
         nums = literals(ours)

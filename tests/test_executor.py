@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from lumos.agent.executor import Executor, last_result, maths_executor, parse_actions, qa_executor, split_actions
+from lumos.agent.executor import Executor, final_answer, maths_executor, parse_actions, qa_executor, split_actions
+from lumos.agent.replay import replay_row
 from lumos.tools.qa import KnowledgeQuery
 
 
@@ -49,7 +50,7 @@ def test_run_binds_and_records():
     assert [(r.tool, r.outputs, r.result, r.error) for r in recs] == [
         ("Calculator", ["R1"], "9", None), ("Calculator", ["R2"], "18", None)]
     assert recs[1].args == "R1 * 2" and recs[1].resolved_args == "9 * 2"
-    assert env == {"R1": "9", "R2": "18"} and last_result(recs) == "18"
+    assert env == {"R1": "9", "R2": "18"} and final_answer(recs) == "18"
     # the next subgoal's grounding sees the same environment; R12 is not R1 followed by "2"
     env.update({f"R{i}": str(i) for i in range(3, 13)})
     (rec,) = maths_executor().run("R13 = Calculator(R12 - R1)", env)
@@ -93,7 +94,21 @@ def test_failures_do_not_leak_into_later_actions():
     assert "division by zero" in recs[0].error
     assert recs[1].error == "undefined variable R1"      # the stale R1 = 5 was dropped
     assert recs[2].result == "4" and env == {"R3": "4"}
-    assert last_result(recs) == "4"
+    assert final_answer(recs) == "4"
+
+
+def test_final_answer_is_the_last_successful_action():
+    """The one rule (executor.final_answer) for the agent and the gold replay alike. The replay's copy
+    took the last action of each subgoal and skipped a subgoal whose last action failed; now a failed
+    last action falls back to the subgoal's earlier successful one, as the agent always did."""
+    recs = maths_executor().run("R1 = Calculator(2 + 3); R2 = Calculator(R1 * 2); R3 = Calculator(1 / 0)", {})
+    assert final_answer(recs) == "10" and final_answer(recs[:1]) == "5"
+    assert final_answer(recs[2:]) is None and final_answer([]) is None
+    row = {"id": "gsm8k-train-0", "answer": "10", "actions": ["R1 = Calculator(2 + 3)",
+                                                             "R2 = Calculator(R1 * 2); R3 = Calculator(1 / 0)"]}
+    out = replay_row(row)
+    assert out["prediction"] == "10"            # the replay's copy said "5" (subgoal 1's value)
+    assert not out["correct"] and out["cause"] == "error: division by zero"   # an error still fails the row
 
 
 def test_nothing_raises_out_of_run():

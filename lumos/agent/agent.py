@@ -21,10 +21,9 @@ from typing import Callable, Iterable, Iterator
 
 from lumos import prompts
 from lumos.agent.backends import Completion
-from lumos.agent.executor import BUDGET_SPENT
+from lumos.agent.executor import BUDGET_SPENT, ActionRecord, final_answer
 from lumos.agent.grounder import ground_prompt_append, ground_prompt_first, ground_prompt_onetime
 from lumos.agent.planner import parse_plan_onetime, parse_plan_step, plan_prompt_append, plan_prompt_first
-from lumos.agent.tasks import final_answer
 
 MAX_ROUNDS = 16  # Lumos-I: planner calls per example before we give up (failure "no_stop")
 MAX_FEEDBACK_CHARS = 2_000  # of one executed result, fed back into the planner/grounder prompts
@@ -61,7 +60,7 @@ class Episode:
     last_plan: str = ""                 # the planner's last generation (Lumos-I re-appends it)
     last_grounding: str = ""
     subgoals: list = field(default_factory=list)   # parsed "Subgoal k: ..." lines
-    results: list = field(default_factory=list)    # executed value per subgoal (Lumos-I)
+    records: list[ActionRecord] = field(default_factory=list)  # every executed action, in order
     qa_results: dict = field(default_factory=dict) # subgoal number -> QA answer (complex QA grounder context)
     env: dict = field(default_factory=dict)        # R_k -> value, filled by the executor
     steps: list = field(default_factory=list)
@@ -75,29 +74,22 @@ class Episode:
     def finish(self, failure: str | None = None):
         self.state, self.failure = "done", failure
         if failure is None:
-            # the last bound result (tasks.final_answer; the paper took the highest R_k, the same thing)
-            self.prediction = final_answer("", [a.get("result") for s in self.steps for a in s.get("actions", [])])
+            self.prediction = final_answer(self.records)
             if self.prediction is None:
                 self.failure = "no_result"
 
 
-def record_dict(rec) -> dict:
-    """An executor ActionRecord as plain JSON."""
-    d = rec.__dict__ if hasattr(rec, "__dict__") else dict(rec)
-    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in d.items()}
-
-
-def classify(grounding: str, records: list) -> str | None:
+def classify(grounding: str, records: list[ActionRecord]) -> str | None:
     """None when every action ran, else the failure cause of this grounding."""
     if not grounding.strip():
         return "no_actions"
     if not records:
         return "unparsable_actions"
     for r in records:
-        if getattr(r, "error", None):
+        if r.error:
             if r.error.startswith(BUDGET_SPENT):
                 return "tool_budget"
-            return "execution_error" if getattr(r, "tool", None) else "unparsable_actions"
+            return "execution_error" if r.tool else "unparsable_actions"
     return None
 
 
@@ -184,15 +176,15 @@ class Agent:
                 e.finish(_FINISH_FAILURE[c.finish_reason])
                 continue
             records = self.executor.run(e.last_grounding, e.env, e.tool_s) if e.last_grounding else []
-            e.tool_s += sum(getattr(r, "seconds", 0.0) for r in records)
-            e.steps[-1]["actions"] = [record_dict(r) for r in records]
+            e.tool_s += sum(r.seconds for r in records)
+            e.records += records
+            e.steps[-1]["actions"] = [r.to_dict() for r in records]
             failure = classify(e.last_grounding, records)
             if failure or self.formulation == "onetime" or self.executor.done(e.env):   # done: e.g. bought
                 e.finish(failure)
                 continue
-            value = clip(str(getattr(records[-1], "result", "")))
-            e.results.append(value)
-            if getattr(records[-1], "tool", "") == "QA":
+            value = clip(str(records[-1].result))
+            if records[-1].tool == "QA":
                 e.qa_results[len(e.subgoals)] = value
             e.plan_prompt += plan_prompt_append(e.last_plan, len(e.subgoals), value, self.family, e.subgoals[-1])
             e.state = "plan"

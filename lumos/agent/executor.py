@@ -260,8 +260,10 @@ def _inline(value: str) -> str:
     return f"({text})" if re.search(r"[\s+\-*/^=<>,]", text.lstrip("-")) or text.startswith("-") else text
 
 
-def last_result(records: list[ActionRecord]) -> str | None:
-    """The last successful result among `records` (the maths final-answer rule), or None."""
+def final_answer(records: list[ActionRecord]) -> str | None:
+    """THE final-answer rule, for every task family: an example's prediction is the last successful
+    result among all its executed actions, in order (maths: the last computed value; complex QA: the last
+    QA/Calculator answer; the paper took the highest R_k, the same thing). None when no action succeeded."""
     for rec in reversed(records):
         if rec.error is None and rec.result is not None:
             return rec.result

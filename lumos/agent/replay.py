@@ -4,8 +4,8 @@
 
 Each row (docs/architecture.md) is {"id", "question", "answer", "subgoals", "actions", "results"}
 with one action string per subgoal ("R1 = Calculator(16 - 3 - 4)", possibly several joined by
-"; "). The actions run in order in one environment; the prediction is the last bound result
-(tasks.final_answer) and is scored against `answer` with the task's metric. A row fails with the
+"; "). The actions run in order in one environment; the prediction is the last successful result
+(executor.final_answer) and is scored against `answer` with the task's metric. A row fails with the
 first executor error, else as a wrong answer; failures are printed grouped by cause.
 """
 import argparse
@@ -15,8 +15,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from lumos.agent.executor import maths_executor
-from lumos.agent.tasks import TASKS, final_answer, numbers_match, parse_number, score
+from lumos.agent.executor import final_answer, maths_executor
+from lumos.agent.tasks import TASKS, numbers_match, parse_number, score
 
 
 def error_cause(msg: str) -> str:
@@ -32,23 +32,23 @@ def replay_row(row: dict, executor=None) -> dict:
     executor = executor or maths_executor()
     task = row.get("task") or str(row.get("id", "gsm8k")).split("-")[0]
     task = task if task in TASKS else "gsm8k"
-    env, results, cause, detail, mismatched = {}, [], None, "", []
+    env, executed, cause, detail, mismatched = {}, [], None, "", []
     for k, grounding in enumerate(row["actions"]):
         if isinstance(grounding, list):           # tolerate [[action, ...], ...] as well
             grounding = "; ".join(grounding)
         records = executor.run(grounding, env)
+        executed += records
         bad = next((r for r in records if r.error), None)
         if bad is not None and cause is None:
             cause, detail = f"error: {error_cause(bad.error)}", f"subgoal {k + 1}: {bad.text} -> {bad.error}"
         value = records[-1].result if records and records[-1].error is None else None
-        results.append(value)
         gold_results = row.get("results") or []
         if k < len(gold_results) and value is not None:
             g, p = parse_number(gold_results[k]), parse_number(value)
             if not (numbers_match(p, g) if g is not None else str(value) == str(gold_results[k])):
                 mismatched.append(k + 1)
-    prediction = final_answer(task, results)
-    correct = score(task, prediction, row["answer"])["correct"]
+    prediction = final_answer(executed)
+    correct = cause is None and score(task, prediction, row["answer"])["correct"]   # an error fails the row
     if not correct and cause is None:
         cause = "wrong answer" + (" (an intermediate result differs from the gold)" if mismatched else "")
         detail = f"predicted {prediction!r}, gold {row['answer']!r}"

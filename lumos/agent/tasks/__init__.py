@@ -101,16 +101,6 @@ def load_task(name: str, limit: int | None = None, data_dir: Path | str = DATA_D
     return out
 
 
-def final_answer(task: str, results: list) -> str | None:
-    """The prediction of one example from its executed results in order (None for a failed action):
-    the last bound result, for every task family (maths: the last computed value; complex QA: the
-    last QA/Calculator answer)."""
-    for r in reversed(results):
-        if r is not None:
-            return str(r)
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
 # maths: numbers with tolerance
 
