@@ -178,6 +178,23 @@ def test_paper_examples_parse():
     assert parsed[3][1][0] == ["R1 = Calculator(1 - 2/5)", "R2 = Calculator(100 * R1)"] and parsed[3][2][0] == "60"
 
 
+def test_actions_parse_as_the_executor_parses_them():
+    """One action parser (executor.parse_action). llm.py's own copy refused the paper's web-agent examples
+    ('R1 = CLICK(Env, QUERY: ...).': the full stop after the call) and kept the full stop in a stated
+    value ('= 3.'); both now read as the agent reads a grounding."""
+    prompts = json.loads(llm.PROMPTS_PATH.read_text())
+    web = [b.split("\nExample")[0].split("\nNow please")[0]
+           for b in prompts["instruction_web_agent"].split("Subgoal-based plan:\n")[1:]]
+    subgoals, actions, _ = llm.parse_reply(web[0])
+    assert actions[0][0] == "R1 = CLICK(Env, QUERY: Enter the site for flight + cruise)"
+    qa = [b.split("\nExample")[0].split("\nNow please")[0] for b in prompts["instruction_qa"].split("Subgoal-based plan:\n")[1:]]
+    _, actions, results = llm.parse_reply(qa[0])
+    assert actions[0][2] == "R3 = QA([R2], Question: How many kids did Julius Caesar have?)" and results[0] == "3"
+    # quotes hide brackets (the old copy counted the "(" inside the question and called it unbalanced)
+    _, actions, results = llm.parse_reply('Subgoal 1: x\nAction 1-1: R1 = QA([R2], Question: "Why (not)?") = yes.')
+    assert actions == [['R1 = QA([R2], Question: "Why (not)?")']] and results == ["yes"]
+
+
 def test_cli_reads_key_from_environment(server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     inp = _input(tmp_path, ["Q-good", "Q-garbled"])

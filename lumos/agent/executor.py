@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lumos.tools import ToolError, Value
-from lumos.tools.expr import TIME_LIMIT_S, _Timeout, time_limit
+from lumos.tools.expr import TIME_LIMIT_S, time_limit
 from lumos.tools.maths import MATHS_TOOLS
 
 MAX_GROUNDING_CHARS = 100_000
@@ -214,8 +214,8 @@ class Executor:
             else:
                 with time_limit(limit):
                     rec.error = self._execute(action, env, rec)
-        except (ToolError, _Timeout) as err:   # time_limit's own "timed out after N s"
-            rec.error = _one_line(err) if str(err) else f"timed out after {limit:.3g} s"
+        except ToolError as err:               # a tool's refusal, or time_limit's "timed out after N s"
+            rec.error = _one_line(err)
         except Exception as err:
             rec.error = f"internal error in {action.tool}: {type(err).__name__}: {_one_line(err)}"
         rec.seconds = round(time.perf_counter() - t0, 4)

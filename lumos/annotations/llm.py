@@ -29,6 +29,7 @@ import requests
 from tqdm import tqdm
 
 from lumos import http
+from lumos.agent.executor import parse_action
 from lumos.annotations.build import KINDS, build_rows, dataset_filename
 
 TASKS = {  # task -> (conversion prompt key, grounding family)
@@ -58,29 +59,6 @@ def build_prompt(instruction: str, task: str, plan: str) -> str:
 
 _SUBGOAL = re.compile(r"^\s*Subgoal\s+(\d+)\s*:\s*(.+?)\s*$")
 _ACTION = re.compile(r"^\s*Action\s+(\d+)\s*-\s*(\d+)\s*:\s*(.+?)\s*$")
-_HEAD = re.compile(r"^\s*([A-Za-z_][\w]*(?:\s*,\s*[A-Za-z_][\w]*)*)\s*=\s*([A-Za-z_]\w*)\s*\(")
-
-
-def split_action(text: str) -> tuple[str, str, str]:
-    """'R1 = Calculator(2 - 0.5) = 1.5' -> ('R1', 'Calculator(2 - 0.5)', '1.5'); value '' when absent.
-
-    The call ends at the bracket that closes its '(' (arguments may hold brackets and '=')."""
-    m = _HEAD.match(text)
-    if not m:
-        raise ParseError(f"not an action 'R = Name(args)': {text[:80]!r}")
-    depth, i = 0, m.end() - 1
-    for i in range(m.end() - 1, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[i], 0)
-        if depth == 0:
-            break
-    if depth != 0:
-        raise ParseError(f"unbalanced brackets: {text[:80]!r}")
-    call = text[m.start(2):i + 1]
-    rest = text[i + 1:].strip()
-    value = rest[1:].strip() if rest.startswith("=") else ""
-    if rest and not rest.startswith("="):
-        raise ParseError(f"text after the action: {rest[:40]!r}")
-    return re.sub(r"\s+", "", m.group(1)).replace(",", ", "), call, value
 
 
 def parse_reply(reply: str) -> tuple[list[str], list[list[str]], list[str]]:
@@ -104,8 +82,11 @@ def parse_reply(reply: str) -> tuple[list[str], list[list[str]], list[str]]:
             k, j = int(m.group(1)), int(m.group(2))
             if k != len(subgoals) or j != len(actions[-1]) + 1:
                 raise ParseError(f"action {k}-{j} does not follow subgoal {len(subgoals)}")
-            outs, call, value = split_action(m.group(3))
-            names = outs.split(", ")
+            action = parse_action(m.group(3))          # the executor's parser: what the agent will run
+            if action.error or not action.outputs:
+                raise ParseError(action.error or f"no 'R = ' before the action: {m.group(3)[:80]!r}")
+            names, call = action.outputs, action.text.split("=", 1)[1].strip()
+            outs = ", ".join(names)
             for name in names:
                 if r := re.fullmatch(r"R(\d+)", name):
                     n_r = max(n_r, int(r.group(1)))
@@ -113,7 +94,7 @@ def parse_reply(reply: str) -> tuple[list[str], list[list[str]], list[str]]:
                 n_r += 1
                 outs = f"R{n_r}"
             actions[-1].append(f"{outs} = {call}")
-            results[-1] = value
+            results[-1] = action.stated or ""         # the '= value' after the call, its full stop dropped
         elif subgoals:
             raise ParseError(f"unexpected line: {line.strip()[:60]!r}")
         # text before the first subgoal (a preamble) is ignored

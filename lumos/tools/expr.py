@@ -449,7 +449,8 @@ def parse(text: str, env=None) -> sp.Basic:
 
 
 class _Timeout(BaseException):
-    """Raised by the alarm; a BaseException so that sympy's internal `except Exception` can't eat it."""
+    """Raised by the alarm; a BaseException so that sympy's internal `except Exception` can't eat it.
+    It never leaves time_limit, which turns it into a ToolError."""
 
 
 @contextlib.contextmanager
@@ -473,11 +474,13 @@ def time_limit(seconds: float = TIME_LIMIT_S):
     mine = min(seconds, outer_left) if outer_left > 0 else seconds
     signal.setitimer(signal.ITIMER_REAL, max(mine, 1e-6))
     try:
-        yield
+        try:
+            yield
+        finally:
+            armed = False      # from here on a late alarm does nothing; before, it lands in the outer try
     except _Timeout:
         raise ToolError(f"timed out after {mine:.3g} s") from None
     finally:
-        armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
         if outer_left > 0:

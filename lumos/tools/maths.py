@@ -26,8 +26,7 @@ import re
 import sympy as sp
 
 from lumos.tools import ToolError, Value
-from lumos.tools.expr import (MAX_ARG_CHARS, _Timeout, as_value, format_value, parse, split_top_level,
-                              time_limit)
+from lumos.tools.expr import MAX_ARG_CHARS, as_value, format_value, parse, split_top_level, time_limit
 
 _EQ = re.compile(r"(?<![<>=!])=(?!=)")      # a single '=' (not ==, <=, >=, !=)
 _REF = re.compile(r"R\d+")
@@ -46,8 +45,6 @@ def _bounded(fn):
                 return fn(args.strip(), env)
         except ToolError:
             raise
-        except _Timeout:
-            raise ToolError("timed out") from None
         except RecursionError:
             raise ToolError("formula nested too deeply") from None
         except Exception as err:      # sympy giving up (NotImplementedError etc.): report, never crash
