@@ -14,7 +14,8 @@ The data converter, the trainer and the agent all build their text from here.
 # token. The same string tokenises two ways: today's tokenizers give "</s>\n<|user|>" -> [2, 29871, 13,
 # ...]; the released Lumos models were trained with transformers < 4.34, whose slow tokenizer dropped
 # the whitespace around "</s>" -> [2, 529, ...]. lumos/train/tokenize.py has both
-# (train.py --tokenization current | paper).
+# (train.py --tokenization current | paper). Inference writes the same user turns, then the open
+# assistant header: chat_prompt / chat_prompt_next below.
 USER_TURN = "<|user|>\n{content}\n"
 ASSISTANT_TURN = "<|assistant|>\n{content}</s>\n"
 USER_HEADER = "<|user|>\n"
@@ -94,6 +95,27 @@ RANK_USER = "Query: {query}\nElement: {element}\nIs this the element the query m
 # ---------------------------------------------------------------------------
 # Small builders, so nobody re-types the strings above.
 
+def user_turn(content: str) -> str:
+    """'<|user|>\n{content}\n' with the content stripped: the one user turn, of training and inference alike."""
+    return USER_TURN.format(content=content.strip())
+
+
+def assistant_turn(content: str) -> str:
+    """'<|assistant|>\n{content}</s>\n' with the content stripped (training; at inference the model writes it)."""
+    return ASSISTANT_TURN.format(content=content.strip())
+
+
+def chat_prompt(user: str) -> str:
+    """What a model completes: one user turn and the open assistant header, '<|user|>\n{user}\n<|assistant|>\n'."""
+    return user_turn(user) + ASSISTANT_HEADER
+
+
+def chat_prompt_next(generation: str, user: str) -> str:
+    """What Lumos-I appends to a prompt after the model's generation: the generation (stripped), then
+    "\n\n" and the next chat_prompt. The paper's eval joined turns so, without the "</s>\n" of training."""
+    return generation.strip() + "\n\n" + chat_prompt(user)
+
+
 def plan_user_first(task: str) -> str:
     """First user turn of the planner (both formulations)."""
     return PLAN_USER_FIRST.format(task=task)
@@ -132,17 +154,18 @@ def webshop_shots(role: str) -> str:
                         .read_text(encoding="utf-8"))
         plan = ground = ""
         for p, g in zip(ex["PLAN_EXAMPLARS"], ex["GROUND_EXAMPLARS"]):
-            plan += USER_HEADER + plan_user_first(p["instruction"].strip()) + "\n" + ASSISTANT_HEADER
+            plan += chat_prompt(plan_user_first(p["instruction"].strip()))
             subgoals = []
             for j, piece in enumerate(p["subgoals"].split("; Subgoal "), 1):
                 text, result = (piece if j == 1 else "Subgoal " + piece).split(" || Results: ")
-                plan += text.strip() + "\n\n" + USER_HEADER + _SHOT_FEEDBACK.format(j=j, result=result.strip(".")) + "\n" + ASSISTANT_HEADER
+                plan += chat_prompt_next(text, _SHOT_FEEDBACK.format(j=j, result=result.strip(".")))
                 subgoals.append(text)
             plan += "\n\n"
-            ground += USER_HEADER + GROUND_PREFIX["webshop"] + "Task: " + g["instruction"].strip()
-            for j, piece in enumerate(g["actions"].split("; Action ")):
-                ground += (" \n" if j == 0 else "\n\n" + USER_HEADER) + GROUND_ONE.format(subgoal=subgoals[j]) + ASSISTANT_HEADER
-                ground += ACTION_SEP.join(a[a.find(":") + 1:].strip() for a in ("Action " + piece).split(" || "))
+            actions = [ACTION_SEP.join(a[a.find(":") + 1:].strip() for a in ("Action " + piece).split(" || "))
+                       for piece in g["actions"].split("; Action ")]
+            ground += chat_prompt(ground_user_first("webshop", g["instruction"].strip(), subgoals[0])) + actions[0]
+            for subgoal, acts in zip(subgoals[1:], actions[1:]):
+                ground += "\n\n" + chat_prompt(ground_user_next(subgoal)) + acts
             ground += "\n\n"
         _SHOTS.update(planner=plan, grounder=ground)
     return _SHOTS[role]
@@ -168,7 +191,7 @@ def ground_user_next(subgoal: str, results: list[str] | dict[int, str] | None = 
         return GROUND_ONE.format(subgoal=subgoal)
     pairs = sorted(results.items()) if isinstance(results, dict) else enumerate(results, 1)
     items = "".join(GROUND_RESULT_ITEM.format(j=j, result=r) for j, r in pairs)
-    return "Subgoal to be grounded: " + subgoal + GROUND_RESULTS_INTRO + items + "\n"
+    return GROUND_ONE.format(subgoal=subgoal + GROUND_RESULTS_INTRO + items)
 
 
 def ground_user_onetime(family: str, task: str, subgoals: list[str]) -> str:
@@ -179,5 +202,4 @@ def ground_user_onetime(family: str, task: str, subgoals: list[str]) -> str:
 
 def qa_prompt(question: str, paragraphs: list[str]) -> str:
     """The QA tool's whole prompt to a chat-tuned backend: one user turn, then the assistant header."""
-    content = QA_USER.format(question=question.strip(), context="\n".join(p.strip() for p in paragraphs)).strip()
-    return USER_HEADER + content + "\n" + ASSISTANT_HEADER
+    return chat_prompt(QA_USER.format(question=question.strip(), context="\n".join(p.strip() for p in paragraphs)))

@@ -48,10 +48,9 @@ def model_stats(ckpt: str, rows_path: str) -> None:
     from lumos.agent.backends import LocalBackend
     from lumos.agent.executor import final_answer, maths_executor
     from lumos.agent.tasks import numbers_match, parse_number
-    from lumos.prompts import ASSISTANT_HEADER
-    from lumos.train.tokenize import serialize
+    from lumos.prompts import chat_prompt
     rows = read_jsonl(rows_path)
-    prompts = [serialize(r["messages"][:1]).strip() + "\n" + ASSISTANT_HEADER for r in rows]
+    prompts = [chat_prompt(r["messages"][0]["content"]) for r in rows]
     outs = LocalBackend(ckpt, batch_size=32, max_new_tokens=160).complete(prompts)
     ex = maths_executor()
     right = exact = first = same_len = found = total = 0

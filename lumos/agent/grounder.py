@@ -1,4 +1,4 @@
-"""The grounding module: build the grounder's prompts as the paper's inference did.
+"""The grounding module: build the grounder's prompts as the paper's inference did (prompts.chat_prompt).
 
 Lumos-I grounds one subgoal per turn and keeps the whole conversation:
 
@@ -18,8 +18,7 @@ from lumos import prompts
 def ground_prompt_first(family: str, question: str, subgoal: str) -> str:
     """The Lumos-I grounder's first prompt: action list, task, first subgoal (WebShop: after its 2 shots)."""
     shots = prompts.webshop_shots("grounder") if family == "webshop" else ""
-    return (shots + prompts.USER_HEADER + prompts.ground_user_first(family, question.strip(), subgoal.strip())
-            + prompts.ASSISTANT_HEADER)
+    return shots + prompts.chat_prompt(prompts.ground_user_first(family, question.strip(), subgoal.strip()))
 
 
 def ground_prompt_append(generation: str, subgoal: str, results: list[str] | None = None) -> str:
@@ -27,12 +26,11 @@ def ground_prompt_append(generation: str, subgoal: str, results: list[str] | Non
 
     `results` (complex QA only): the executed value of every earlier subgoal, in order.
     """
-    return (generation.strip() + "\n\n" + prompts.USER_HEADER + prompts.ground_user_next(subgoal.strip(), results)
-            + prompts.ASSISTANT_HEADER)
+    return prompts.chat_prompt_next(generation, prompts.ground_user_next(subgoal.strip(), results))
 
 
 def ground_prompt_onetime(family: str, question: str, plan: str | list[str]) -> str:
     """The Lumos-O grounder's single prompt. `plan` is the planner's line (the paper pastes it as
     generated, stripped) or a list of subgoal lines, joined by "; "."""
     subgoals = [plan.strip()] if isinstance(plan, str) else [s.strip() for s in plan]
-    return prompts.USER_HEADER + prompts.ground_user_onetime(family, question.strip(), subgoals) + prompts.ASSISTANT_HEADER
+    return prompts.chat_prompt(prompts.ground_user_onetime(family, question.strip(), subgoals))

@@ -1,6 +1,6 @@
 """The planning module: build the planner's prompts as the paper's inference did, and parse its generations.
 
-A prompt is a chat transcript that ends with an open assistant turn:
+A prompt is a chat transcript that ends with an open assistant turn (prompts.chat_prompt, chat_prompt_next):
 
     <|user|>\\n{plan_user_first(question)}\\n<|assistant|>\\n                     (first turn, both formulations)
     {previous generation}\\n\\n<|user|>\\n{plan_feedback(k, value)}\\n<|assistant|>\\n   (each later Lumos-I turn)
@@ -24,7 +24,7 @@ _ONETIME_SPLIT = re.compile(r";\s*(?=Subgoal\s*\d+\s*:)")
 def plan_prompt_first(question: str, family: str = "maths") -> str:
     """The planner's first prompt for a task (Lumos-I and Lumos-O alike); WebShop's starts with its 2 shots."""
     shots = prompts.webshop_shots("planner") if family == "webshop" else ""
-    return shots + prompts.USER_HEADER + prompts.plan_user_first(question.strip()) + "\n" + prompts.ASSISTANT_HEADER
+    return shots + prompts.chat_prompt(prompts.plan_user_first(question.strip()))
 
 
 def plan_prompt_append(generation: str, k: int, value: str, family: str = "maths", subgoal: str = "") -> str:
@@ -33,8 +33,7 @@ def plan_prompt_append(generation: str, k: int, value: str, family: str = "maths
     `value` is the executed result of the subgoal's last action (the paper takes the text after the
     last '=' of "R2 = Calculator(R1 * 2) = 18"). Web tasks report the subgoal instead of a value.
     """
-    return (generation.strip() + "\n\n" + prompts.USER_HEADER + prompts.plan_feedback(k, value, family, subgoal)
-            + "\n" + prompts.ASSISTANT_HEADER)
+    return prompts.chat_prompt_next(generation, prompts.plan_feedback(k, value, family, subgoal))
 
 
 @dataclass

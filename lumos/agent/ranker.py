@@ -79,8 +79,7 @@ class LMRanker:
 
     def prompt(self, query: str, element_text: str) -> str:
         """The chat prompt up to the open assistant turn (as the agent's local backend prompts)."""
-        content = rank_messages(query, element_text)[0]["content"].strip()
-        return prompts.USER_HEADER + content + "\n" + prompts.ASSISTANT_HEADER
+        return prompts.chat_prompt(rank_messages(query, element_text)[0]["content"])
 
     def _answer_token(self, answer: str) -> int | None:
         """The first token of `answer` right after a prompt, when the prompt's tokens are a prefix."""

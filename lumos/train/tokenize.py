@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lumos.prompts import ASSISTANT_HEADER, ASSISTANT_TURN, EOS_TEXT, USER_TURN
+from lumos.prompts import ASSISTANT_HEADER, EOS_TEXT, assistant_turn, user_turn
 
 IGNORE_INDEX = -100  # label of a token that carries no loss (torch cross_entropy's default)
 
@@ -41,9 +41,9 @@ def serialize(messages: list[dict]) -> str:
     parts = []
     for i, m in enumerate(messages):
         if m["role"] == "user":
-            parts.append(USER_TURN.format(content=m["content"].strip()))
+            parts.append(user_turn(m["content"]))
         elif m["role"] == "assistant":
-            parts.append(ASSISTANT_TURN.format(content=m["content"].strip()))
+            parts.append(assistant_turn(m["content"]))
         else:
             raise ValueError(f"message {i} has role {m['role']!r}; expected 'user' or 'assistant'")
     return "".join(parts)

@@ -1,4 +1,4 @@
-"""Evaluation tasks: the registry, loaders, the final-answer rule, and the metrics.
+"""Evaluation tasks: the registry, loaders and the metrics (the final-answer rule is executor.final_answer).
 
 A family with an environment of its own (SQL, WebShop, Mind2Web) keeps its loader and metric in a
 module of this package (lumos/agent/tasks/<family>.py) and registers its tasks in TASKS below.
