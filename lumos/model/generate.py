@@ -1,4 +1,5 @@
-"""Batched decoding: prefill the prompts through the KV cache, then one token per step.
+"""Batched decoding in gpt-fast's two phases: `prefill` the prompts through the KV cache in one pass,
+then `decode_one_token` per step, each new token reading the cache instead of recomputing the prompt.
 
     generate(model, tokenizer, ["<|user|>\\n...\\n<|assistant|>\\n", ...])  ->  [Generation, ...]
 
@@ -97,10 +98,22 @@ def share_prefix(model, prefix_cache, prompt_ids: list[list[int]], min_len: int 
     if n < min_len or prefix_cache.match(None, first[:n + 1])[1] >= n:
         return 0
     cache = KVCache.for_model(model, 1, n)
-    model(torch.tensor([first[:n]], device=cache.device), cache=cache, input_pos=0, last_only=True)
+    prefill(model, torch.tensor([first[:n]], device=cache.device), cache, 0)
     prefix_cache.put(None, first[:n], *cache.read(0, n))
     prefix_cache.shared_tokens += n
     return n
+
+
+def prefill(model, tokens: torch.Tensor, cache: KVCache, input_pos: int) -> torch.Tensor:
+    """Phase 1: the prompt window `tokens` (B, T) goes through the model in one pass, writing its keys/values
+    into cache slots input_pos..input_pos+T-1. Returns the logits (B, vocab) of each row's last token."""
+    return model(tokens, cache=cache, input_pos=input_pos, last_only=True)[:, -1]
+
+
+def decode_one_token(model, token: torch.Tensor, cache: KVCache, input_pos: int) -> torch.Tensor:
+    """Phase 2, once per new token: each row's latest token (B,) attends to everything cached and adds its
+    own keys/values at slot input_pos. Returns the logits (B, vocab) of the next token."""
+    return model(token[:, None], cache=cache, input_pos=input_pos, last_only=True)[:, -1]
 
 
 @torch.inference_mode()
@@ -151,7 +164,7 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
             cache.write(b, R - r, *kv)
     gen = torch.Generator(device=device).manual_seed(seed) if seed is not None and temperature > 0 else None
 
-    logits = model(tokens.to(device), cache=cache, input_pos=R, last_only=True)[:, -1]  # prefill
+    logits = prefill(model, tokens.to(device), cache, R)
     rows = list(range(B))  # original row index of each batch row still in the cache
     new_ids: list[list[int]] = [[] for _ in range(B)]
     reasons = ["length"] * B
@@ -184,7 +197,7 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
             idx = torch.tensor(alive, device=device)
             cache.keep(idx)
             nxt, rows = nxt[idx], [rows[i] for i in alive]
-        logits = model(nxt[:, None], cache=cache, input_pos=P + step, last_only=True)[:, -1]
+        logits = decode_one_token(model, nxt, cache, P + step)
     save_kv(range(len(rows)))
     return new_ids, reasons
 
