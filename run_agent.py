@@ -40,7 +40,7 @@ def parse_args(argv=None):
     from lumos.agent.budget import BUDGETS
     from lumos.agent.tasks import TASKS
     from lumos.agent.tasks.miniwob import TASKS as MINIWOB_TASKS
-    from lumos.cli import HelpFormatter, positive_int
+    from lumos.cli import HelpFormatter, nonnegative_float, positive_int
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--task", choices=TASKS, default="gsm8k", help="evaluation set")
     p.add_argument("--formulation", choices=("iterative", "onetime"), default="iterative",
@@ -75,8 +75,12 @@ def parse_args(argv=None):
                    "token_budget. Default: the measured budget above; none for other families")
     p.add_argument("--bos", action=argparse.BooleanOptionalAction, default=None, help=BOS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
-                   help="weights dtype of local models (default: bfloat16 on cuda, float32 on cpu)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"), default=None,
+                   help="weights dtype of local models (default: bfloat16 on cuda, float32 on cpu). int8: weight-only "
+                   "int8 with per-channel scales (lumos/model/quantize.py; README 'Decoding' measures its cost)")
+    p.add_argument("--kv-reuse-gb", type=nonnegative_float, default=4.0,
+                   help="keys/values a local model keeps across turns and examples, so each Lumos-I turn prefills only "
+                   "its new tokens (lumos/model/prefix_cache.py; the text is the same). 0 turns reuse off")
     p.add_argument("--corpus", default=None, help="complex QA: answer KnowledgeQuery from a local directory of *.txt / "
                    "*.jsonl {title, text} pages instead of Wikipedia over HTTP")
     p.add_argument("--cache-dir", default=None, help="where hub ids are downloaded (default: lumos.model.hub's cache)")
@@ -211,7 +215,7 @@ def make_backends(args, examples=None):
             if spec not in local_cache:  # planner and grounder from one checkpoint: load it once
                 local_cache[spec] = LocalBackend(spec, device=args.device, dtype=args.dtype, bos=args.bos,
                                                  batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                                 cache_dir=args.cache_dir)
+                                                 cache_dir=args.cache_dir, kv_reuse_bytes=int(args.kv_reuse_gb * 2**30))
             backends[m] = local_cache[spec]
     return backends["planner"], backends["grounder"], specs
 
@@ -255,7 +259,7 @@ def make_executor(family: str, planner, grounder, corpus: str | None = None, arg
             ranker = RANKERS[args.ranker]()
         else:
             from lumos.agent.ranker import LMRanker
-            ranker = LMRanker(args.ranker, device=args.device, dtype=args.dtype)
+            ranker = LMRanker(args.ranker, device=args.device, dtype="float32" if args.dtype == "int8" else args.dtype)
         if args.task == "miniwob":
             return ex.miniwob_executor(args.screenshots, args.miniwob_max_ms, ranker)
         return ex.mind2web_executor(ranker)

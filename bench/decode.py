@@ -1,37 +1,51 @@
 """Decode speed: our KV-cached greedy decoding vs transformers' generate, same weights, one process.
 
-    python bench/decode.py                      # ~106M-param Llama, fp32 + bf16, batch 1 + 8
-    python bench/decode.py --dtypes fp32 --batches 1 --new-tokens 32
+    python bench/decode.py                      # ~106M-param Llama, batch 1 + 8, every variant below
+    python bench/decode.py --variants "fp32,int8" --batches 1 --new-tokens 32
 
-For each (dtype, batch) both decoders generate --new-tokens greedy tokens (EOS ignored) after a
---prompt-len prompt, alternating ours/HF --repeats times; the best time of each counts, so a
-momentarily busy machine hurts both sides alike. Roofline: a decode step must stream every weight
-matrix once (the embedding table is only gathered, so it is left out), so the ceiling is
-copy bandwidth ÷ weight bytes steps/s; "roofline" = achieved steps/s ÷ that ceiling.
-Copy bandwidth = 2 × bytes ÷ time of a large tensor copy (read + write), best of copies taken
-between the timed runs (on a shared machine the quiet moments count for both).
+Variants of our decoder: "fp32 nn.Linear" (the weights as loaded), "fp32" (the decode layout: weights
+stored transposed, lumos/model/quantize.py, what run_agent.py uses on a CPU), "bf16", "int8" (weight-only,
+per-channel scales); HF runs fp32 and bf16. For each batch size every variant generates --new-tokens
+greedy tokens (EOS ignored) after a --prompt-len prompt, all alternating --repeats times; the best time
+of each counts, so a momentarily busy machine hurts all alike. Roofline: a decode step must stream
+every weight matrix once (the embedding table is only gathered, so it is left out), so the ceiling is
+copy bandwidth ÷ weight bytes steps/s; "roofline" = achieved steps/CPU-s ÷ that ceiling.
+Copy bandwidth = 2 × bytes ÷ CPU time of a large tensor copy (read + write), best of copies taken
+between the timed runs (on a shared machine the quiet moments count for all).
+
+--agreement CKPT (default: the shipped demo planner) measures what int8 and bf16 cost in accuracy:
+greedy continuations of the first planner prompts of --agreement-n GSM8K questions, compared token
+for token with fp32 on the same trained weights.
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lumos.model import ModelArgs, Transformer, decode_tokens
-from lumos.model.checkpoint import meta_to_hf_name, permute_meta_to_hf
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from lumos.model import ModelArgs, Transformer, decode_tokens  # noqa: E402
+from lumos.model.checkpoint import meta_to_hf_name, permute_meta_to_hf  # noqa: E402
+from lumos.model.quantize import to_decode_layout  # noqa: E402
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+OURS = ("fp32 nn.Linear", "fp32", "bf16", "int8")  # our variants; HF runs "HF fp32" and "HF bf16"
+BYTES = {"fp32 nn.Linear": 4, "fp32": 4, "bf16": 2, "int8": 1, "HF fp32": 4, "HF bf16": 2}  # per streamed weight
 
 
 def copy_bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
-    """Bytes/s of a big memory-to-memory copy (counting read and write), best of `repeats`."""
+    """Bytes per CPU-second of a big memory-to-memory copy (counting read and write), best of `repeats`.
+    CPU time, like the tokens/CPU-s it is compared with: time spent descheduled does not count."""
     a = torch.ones(nbytes // 4)
     b = torch.empty_like(a)
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.process_time()
         b.copy_(a)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return 2 * nbytes / best
 
 
@@ -69,6 +83,36 @@ def time_hf(hf, prompts, n):
     return wall, cpu, out[:, ids.shape[1]:].tolist()
 
 
+def our_variant(base: Transformer, variant: str) -> Transformer:
+    """A copy of `base` as `variant` (one of OURS)."""
+    m = Transformer(base.args).eval()
+    m.load_state_dict(base.state_dict())
+    if variant == "bf16":
+        return m.to(torch.bfloat16)
+    return m if variant == "fp32 nn.Linear" else to_decode_layout(m, int8=variant == "int8")
+
+
+def agreement(ckpt: str, n: int, new_tokens: int) -> None:
+    """Greedy agreement of int8, bf16 and nn.Linear fp32 with fp32 (decode layout) on a trained model's
+    first planner prompts."""
+    from lumos.agent.planner import plan_prompt_first
+    from lumos.agent.tasks import load_task
+    from lumos.model.checkpoint import load_model
+    from lumos.model.tokenizer import load_tokenizer
+    tok = load_tokenizer(ckpt)
+    base = load_model(ckpt, dtype="float32", n_words=tok.n_words).eval()
+    prompts = [tok.encode(plan_prompt_first(e.question), bos=tok.add_bos) for e in load_task("gsm8k", n)]
+    ref, _ = decode_tokens(our_variant(base, "fp32"), prompts, new_tokens, eos_id=None)
+    print(f"\ngreedy agreement with fp32: {Path(ckpt).name}, first planner prompts of {n} GSM8K questions, "
+          f"{new_tokens} new tokens (EOS ignored)")
+    print("| variant | identical continuations | tokens before the first difference (mean share) |\n|---|---|---|")
+    for variant in ("int8", "bf16", "fp32 nn.Linear"):
+        got, _ = decode_tokens(our_variant(base, variant), prompts, new_tokens, eos_id=None)
+        same = sum(g == r for g, r in zip(got, ref))
+        prefix = [next((i for i, (a, b) in enumerate(zip(g, r)) if a != b), len(r)) / len(r) for g, r in zip(got, ref)]
+        print(f"| {variant} | {same}/{n} | {sum(prefix) / n:.3f} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dim", type=int, default=768)
@@ -76,13 +120,21 @@ def main():
     p.add_argument("--n-heads", type=int, default=12)
     p.add_argument("--n-kv-heads", type=int, default=None)
     p.add_argument("--vocab-size", type=int, default=32000)
-    p.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32, bf16")
+    p.add_argument("--variants", default=",".join(OURS) + ",HF fp32,HF bf16",
+                   help="comma list of: " + ", ".join(OURS) + ", HF fp32, HF bf16")
     p.add_argument("--batches", default="1,8", help="comma list of batch sizes")
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--agreement", default=str(ROOT / "checkpoints/lumos-demo-plan"),
+                   help="trained checkpoint for the greedy-agreement table ('' to skip)")
+    p.add_argument("--agreement-n", type=int, default=64, help="GSM8K questions for the agreement table")
+    p.add_argument("--agreement-tokens", type=int, default=48, help="new tokens per agreement prompt")
     a = p.parse_args()
+    variants = [v.strip() for v in a.variants.split(",")]
+    if bad := [v for v in variants if v not in BYTES]:
+        p.error(f"unknown variant(s) {bad}")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -96,37 +148,37 @@ def main():
           f"dim {args.dim}, {args.n_layers} layers; threads {torch.get_num_threads()}; "
           f"copy bandwidth {bw / 1e9:.1f} GB/s; prompt {a.prompt_len}, {a.new_tokens} new tokens")
     g = torch.Generator().manual_seed(1)
-    rows = []
-    for dname in a.dtypes.split(","):
-        ours = Transformer(args).eval()
-        ours.load_state_dict(base.state_dict())
-        ours.to(DTYPES[dname])
-        hf = hf_twin(base).to(DTYPES[dname])
-        for B in (int(b) for b in a.batches.split(",")):
-            prompts = torch.randint(3, args.vocab_size, (B, a.prompt_len), generator=g).tolist()
-            time_ours(ours, prompts, 4), time_hf(hf, prompts, 4)  # warm up both
-            best = {"ours": [float("inf")] * 2, "hf": [float("inf")] * 2}  # best (wall, cpu) seconds
-            outs = {}
-            for _ in range(a.repeats):
-                bw = max(bw, copy_bandwidth(repeats=2))
-                for side, fn, m in (("ours", time_ours, ours), ("hf", time_hf, hf)):
-                    wall, cpu, out = fn(m, prompts, a.new_tokens)
-                    best[side] = [min(best[side][0], wall), min(best[side][1], cpu)]
-                    outs[side] = out
-            same = sum(x == y for x, y in zip(outs["ours"], outs["hf"]))
-            tps = {side: [B * a.new_tokens / t for t in best[side]] for side in best}  # [wall, cpu] tok/s
-            rows.append((dname, B, tps["ours"], tps["hf"], f"{same}/{B}"))
-            print(f"  {dname} batch {B}: ours {tps['ours'][0]:.1f} tok/s ({tps['ours'][1]:.1f} per CPU-s), "
-                  f"HF {tps['hf'][0]:.1f} ({tps['hf'][1]:.1f})", flush=True)
-    print(f"\ncopy bandwidth (best seen): {bw / 1e9:.1f} GB/s; roofline = weight bytes x steps per CPU-second / bandwidth")
-    print("| dtype | batch | ours tok/s | HF tok/s | ours/HF | ours tok/CPU-s | HF tok/CPU-s | ours/HF (CPU) "
-          "| ours roofline | HF roofline | same tokens as HF |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for d, B, (ow, oc), (hw, hc), same in rows:
-        roof = lambda tps: n_streamed * DTYPES[d].itemsize * (tps / B) / bw  # noqa: E731
-        print(f"| {d} | {B} | {ow:.1f} | {hw:.1f} | {ow / hw:.2f}x | {oc:.1f} | {hc:.1f} | {oc / hc:.2f}x "
-              f"| {roof(oc):.0%} | {roof(hc):.0%} | {same} |")
-
+    models = {v: (hf_twin(base).to(DTYPES[v[3:]]) if v.startswith("HF") else our_variant(base, v)) for v in variants}
+    rows = {}
+    for B in (int(b) for b in a.batches.split(",")):
+        prompts = torch.randint(3, args.vocab_size, (B, a.prompt_len), generator=g).tolist()
+        best, outs = {}, {}
+        for v, m in models.items():  # warm up every variant
+            (time_hf if v.startswith("HF") else time_ours)(m, prompts, 4)
+        for _ in range(a.repeats):
+            bw = max(bw, copy_bandwidth(repeats=2))
+            for v, m in models.items():
+                wall, cpu, out = (time_hf if v.startswith("HF") else time_ours)(m, prompts, a.new_tokens)
+                w0, c0 = best.get(v, (float("inf"), float("inf")))
+                best[v], outs[v] = (min(w0, wall), min(c0, cpu)), out
+        for v in models:
+            tps = [B * a.new_tokens / t for t in best[v]]  # [wall, cpu] tokens/s
+            rows[(v, B)] = (tps, outs[v])
+            print(f"  {v} batch {B}: {tps[0]:.1f} tok/s ({tps[1]:.1f} per CPU-s)", flush=True)
+    print(f"\ncopy bandwidth (best seen): {bw / 1e9:.1f} GB/s; roofline = weight bytes x steps per CPU-second / bandwidth; "
+          "x HF: tokens per CPU-second over HF fp32's (bf16: over HF bf16's)")
+    print("| variant | batch | tok/s | tok/CPU-s | x HF fp32 (CPU) | x HF (wall) | roofline | same tokens as fp32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (v, B), ((tw, tc), out) in rows.items():
+        ref = rows.get(("HF bf16" if v.endswith("bf16") else "HF fp32", B))
+        vs = f"{tc / ref[0][1]:.2f}x" if ref else "—"
+        vw = f"{tw / ref[0][0]:.2f}x" if ref else "—"
+        fp = rows.get(("fp32", B)) or rows.get(("fp32 nn.Linear", B))
+        same = f"{sum(x == y for x, y in zip(out, fp[1]))}/{B}" if fp else "—"
+        roof = n_streamed * BYTES[v] * (tc / B) / bw
+        print(f"| {v} | {B} | {tw:.1f} | {tc:.1f} | {vs} | {vw} | {roof:.0%} | {same} |")
+    if a.agreement:
+        agreement(a.agreement, a.agreement_n, a.agreement_tokens)
 
 if __name__ == "__main__":
     main()

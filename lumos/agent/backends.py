@@ -46,6 +46,9 @@ class LocalBackend:
     rows of a batch need little left padding. A row that loops (a pattern repeated REPEATS times) stops
     at once with finish_reason "repeat" instead of holding the batch until max_new_tokens.
 
+    dtype "int8": int8 weights with per-channel scales (lumos/model/quantize.py); fp32 weights on the CPU
+    are stored transposed, the layout its GEMM runs fastest at a few rows (the same file).
+
     KV reuse (lumos/model/prefix_cache.py): each example's conversation keeps its keys/values (by the
     `ids` of `complete`) in up to `kv_reuse_bytes`, so a Lumos-I turn prefills only its new tokens, and
     the instruction every prompt starts with is computed once; the text generated is the same.
@@ -55,9 +58,12 @@ class LocalBackend:
     def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", bos: bool | None = None,
                  batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, cache_dir: str | None = None,
                  kv_reuse_bytes: int = KV_REUSE_BYTES):
+        import torch
+
         from lumos.model.checkpoint import load_model
         from lumos.model.lora import apply_adapter, is_adapter_dir, read_adapter_config
         from lumos.model.prefix_cache import PrefixCache
+        from lumos.model.quantize import to_decode_layout
         from lumos.model.tokenizer import load_tokenizer
         self.path = resolve_checkpoint(path, cache_dir)
         # A LoRA run's directory holds only the adapter: its config names the base it goes on.
@@ -81,9 +87,12 @@ class LocalBackend:
             raise BackendError(f"no tokenizer.model or tokenizer.json in {self.path} (or tokenizer.model in its "
                                "parent): a checkpoint directory needs its tokenizer")
         try:
-            self.model = load_model(str(base), dtype=dtype, device=device, n_words=self.tokenizer.n_words)
+            float_dtype = "float32" if dtype == "int8" else dtype
+            self.model = load_model(str(base), dtype=float_dtype, device=device, n_words=self.tokenizer.n_words)
             if base != self.path:
                 self.model = apply_adapter(self.model, self.path, merge=True)
+            if dtype == "int8" or (self.model.tok_embeddings.weight.dtype == torch.float32 and device == "cpu"):
+                to_decode_layout(self.model, int8=dtype == "int8")  # after the merge: weights are final
         except Exception as e:  # a broken or mismatched checkpoint: the loader's one-line reason
             msg = (str(e).splitlines() or [""])[0]
             if isinstance(e, (KeyError, TypeError, AttributeError)) or not msg:  # bare 'hidden_size' says little

@@ -135,7 +135,7 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
     from the batch (and the cache) once at most half of it is still running."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (use bos=True for empty text)")
-    device = model.output.weight.device
+    device = model.tok_embeddings.weight.device
     B, lens = len(prompts), [len(p) for p in prompts]
     if kv_out is not None:
         kv_out[:] = [None] * B

@@ -41,7 +41,7 @@ class KVCache:
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_len: int, pad=None, valid=None) -> "KVCache":
-        a, w = model.args, model.output.weight
+        a, w = model.args, model.tok_embeddings.weight  # the float table (output may be int8)
         return cls(a.n_layers, batch_size, a.kv_heads, a.head_dim, max_len, w.dtype, w.device, pad, valid)
 
     def set_pad(self, pad, valid: torch.Tensor | None = None):
