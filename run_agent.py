@@ -83,7 +83,8 @@ def parse_args(argv=None):
                    "its new tokens (lumos/model/prefix_cache.py; the text is the same). 0 turns reuse off")
     p.add_argument("--corpus", default=None, help="complex QA: answer KnowledgeQuery from a local directory of *.txt / "
                    "*.jsonl {title, text} pages instead of Wikipedia over HTTP")
-    p.add_argument("--cache-dir", default=None, help="where hub ids are downloaded (default: lumos.model.hub's cache)")
+    p.add_argument("--cache-dir", default=None,
+                   help="where hub ids are downloaded (default: the Hugging Face cache, $HF_HOME/hub; see lumos/hub.py)")
     p.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the trace as one self-contained HTML report, OUT minus .jsonl + .html")
     web = p.add_argument_group("web agents (--task mind2web | miniwob)")
@@ -294,6 +295,7 @@ def run(args):
     from lumos.agent.agent import FAILURES, MAX_ROUNDS, Agent
     from lumos.agent.backends import BackendError
     from lumos.agent.budget import budget
+    from lumos.hub import HubError
     from lumos.agent.tasks import TASKS as TASK_INFO, load_task, score
     from lumos.agent.trace import Trace, summarize
 
@@ -309,7 +311,7 @@ def run(args):
         examples = load_task(args.task, args.limit)
     try:
         planner, grounder, specs = make_backends(args, examples)
-    except BackendError as e:
+    except (BackendError, HubError) as e:   # HubError: a checkpoint spec that names nothing we can get
         fail(str(e))
     out = Path(args.out or ROOT / "outputs" / f"{args.task}-{args.formulation}-{tag(specs['planner'])}-{tag(specs['grounder'])}.jsonl")
     if args.task == "miniwob" and args.screenshots is None:

@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lumos import prompts
-from lumos.agent.backends import BackendError, GoldBackend, OpenAIBackend, resolve_checkpoint
+from lumos.agent.backends import BackendError, GoldBackend, OpenAIBackend
+from lumos.hub import HubError, resolve_checkpoint
 from lumos.agent.grounder import ground_prompt_append, ground_prompt_first, ground_prompt_onetime
 from lumos.agent.planner import plan_prompt_append, plan_prompt_first
 
@@ -124,7 +125,8 @@ def test_gold_backend_onetime_replay():
 
 
 def test_missing_checkpoint_is_one_clear_error(tmp_path, monkeypatch):
-    from lumos.model import hub
+    from lumos import hub
+    from lumos.model import smollm2  # noqa: F401  (resolve_checkpoint imports it: not part of the timing)
 
     def no_network(*a, **k):
         raise AssertionError("a local-looking path must not reach the hub")
@@ -134,13 +136,13 @@ def test_missing_checkpoint_is_one_clear_error(tmp_path, monkeypatch):
     # a mistyped path (absolute, ./, ~/, or under a directory that exists here): at once, no download
     for spec in (str(tmp_path / "nope"), "./nope", "~/surely-not-here-lumos", "checkpoints/nope", "../x/y"):
         t = time.perf_counter()
-        with pytest.raises(BackendError, match=r"^checkpoint .*: no such directory$"):
+        with pytest.raises(HubError, match=r"^checkpoint .*: no such directory$"):
             resolve_checkpoint(spec)
         assert time.perf_counter() - t < 0.5
-    with pytest.raises(BackendError, match="not found"):  # neither a path nor a hub id
+    with pytest.raises(HubError, match="not found"):  # neither a path nor a hub id
         resolve_checkpoint("nope")
     (tmp_path / "f.bin").write_text("x")
-    with pytest.raises(BackendError, match="is a file"):
+    with pytest.raises(HubError, match="is a file"):
         resolve_checkpoint(str(tmp_path / "f.bin"))
     assert resolve_checkpoint(str(tmp_path)) == tmp_path
 
@@ -163,3 +165,11 @@ def test_run_agent_over_an_openai_endpoint(tmp_path):
         prompts_sent = [b["prompt"] for _, b, _ in srv.requests]
         assert sum(p.startswith("<|user|>\nPlease provide a reasonable") for p in prompts_sent) == 3
         assert sum(p.startswith("<|user|>\nPlease ground the given subgoal") for p in prompts_sent) == 3
+
+
+def test_hub_ids_without_huggingface_hub_are_one_line(monkeypatch, tmp_path):
+    import sys
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)    # as if not installed (an optional dependency)
+    with pytest.raises(HubError, match=r"failed: downloading from the hub needs huggingface_hub: pip install huggingface_hub$"):
+        resolve_checkpoint("ai2lumos/lumos_maths_plan_iterative")

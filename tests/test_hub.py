@@ -1,6 +1,7 @@
-"""lumos.model.hub against a real HTTP server on 127.0.0.1 that speaks the hub's URL layout:
-the model-info API, /resolve/ URLs that redirect LFS files to a "CDN" path with X-Linked-Etag,
-Range requests, and injected faults (a connection cut mid-file, a corrupted blob)."""
+"""lumos.hub (huggingface_hub.snapshot_download underneath) against a real HTTP server on 127.0.0.1 that
+answers the hub's routes, reached through HF_ENDPOINT as a mirror would be: the model-info API, /resolve/
+URLs that redirect LFS files to a "CDN" path with X-Linked-Etag, Range requests, a gated repo (HF_TOKEN),
+and a connection cut mid-file."""
 import hashlib
 import json
 import threading
@@ -10,72 +11,91 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
-from lumos.model.checkpoint import load_model, save_hf
-from lumos.model.config import ModelArgs
-from lumos.model.hub import COMPLETE, DownloadError, download
-from lumos.model.llama import Transformer
+pytest.importorskip("huggingface_hub", reason="huggingface_hub (the optional hub dependency) is not installed")
+
+from lumos.hub import HubError, resolve_checkpoint  # noqa: E402
+from lumos.model.checkpoint import load_model, save_hf  # noqa: E402
+from lumos.model.config import ModelArgs  # noqa: E402
+from lumos.model.llama import Transformer  # noqa: E402
 
 torch.set_num_threads(1)
 REPO = "ai2lumos/lumos_tiny_ground_iterative"
+SHA = "0123456789abcdef0123456789abcdef01234567"
 LFS = (".safetensors", ".bin", ".model")  # stored in git LFS on the hub
 
 
 class Hub(BaseHTTPRequestHandler):
-    """Serves self.server.files {name: bytes} for REPO at revision main."""
+    """Serves self.server.files {name: bytes} for REPO (any revision: main, or the commit SHA)."""
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, *a):  # keep pytest output clean
         pass
 
+    def do_HEAD(self):
+        self._route(head=True)
+
     def do_GET(self):
+        self._route(head=False)
+
+    def _route(self, head):
         srv = self.server
         path = urlparse(self.path).path
-        srv.log.append((path, self.headers.get("Range")))
-        if path == f"/api/models/{REPO}/revision/main":
-            siblings = []
-            for name, data in srv.files.items():
-                s = {"rfilename": name, "size": len(data)}
-                if name.endswith(LFS):
-                    s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                siblings.append(s)
-            return self._send(200, json.dumps({"sha": "0" * 40, "siblings": siblings}).encode(),
-                              {"Content-Type": "application/json"})
-        prefix = f"/{REPO}/resolve/main/"
-        if path.startswith(prefix) and path[len(prefix):] in srv.files:
-            name = path[len(prefix):]
-            data = srv.files[name]
-            if name.endswith(LFS):  # as the hub: redirect to the CDN, sha256 in X-Linked-Etag
-                sha = hashlib.sha256(data).hexdigest()
-                return self._send(302, b"", {"Location": f"/cdn/{name}", "X-Linked-Etag": f'"{sha}"',
-                                             "X-Linked-Size": str(len(data))})
-            return self._serve(name, data, {"ETag": '"' + hashlib.sha1(data).hexdigest() + '"'})
+        srv.log.append((self.command, path, self.headers.get("Range")))
+        if srv.token and not path.startswith("/cdn/") and self.headers.get("Authorization") != f"Bearer {srv.token}":
+            return self._send(401, b'{"error": "gated repo"}', {"Content-Type": "application/json"}, head)
+        if path in (f"/api/models/{REPO}", f"/api/models/{REPO}/revision/main", f"/api/models/{REPO}/revision/{SHA}"):
+            body = {"id": REPO, "modelId": REPO, "sha": SHA, "siblings": [{"rfilename": n} for n in srv.files]}
+            return self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"}, head)
+        if path in (f"/api/models/{REPO}/tree/main", f"/api/models/{REPO}/tree/{SHA}"):   # the file listing
+            tree = [{"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest(),
+                     **({"lfs": {"oid": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134}}
+                        if n.endswith(LFS) else {})}
+                    for n, d in srv.files.items()]
+            return self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
+        for rev in ("main", SHA):
+            prefix = f"/{REPO}/resolve/{rev}/"
+            if path.startswith(prefix) and path[len(prefix):] in srv.files:
+                name = path[len(prefix):]
+                data = srv.files[name]
+                common = {"X-Repo-Commit": SHA}
+                if name.endswith(LFS):  # as the hub: redirect to the CDN, sha256 in X-Linked-Etag
+                    sha = hashlib.sha256(data).hexdigest()
+                    cdn = f"http://localhost:{srv.server_address[1]}/cdn/{name}"   # another host, as the hub's CDN is
+                    return self._send(302, b"", {**common, "Location": cdn, "X-Linked-Etag": f'"{sha}"',
+                                                 "X-Linked-Size": str(len(data)), "ETag": f'"{sha}"'}, head)
+                return self._serve(name, data, {**common, "ETag": '"' + hashlib.sha1(data).hexdigest() + '"'}, head)
         if path.startswith("/cdn/") and path[5:] in srv.files:
             name = path[5:]
-            return self._serve(name, srv.corrupt.get(name, srv.files[name]), {})
-        self._send(404, b"not found", {})
+            return self._serve(name, srv.files[name], {}, head)
+        self._send(404, b'{"error": "Repository not found"}', {"Content-Type": "application/json",
+                                                              "X-Error-Code": "RepoNotFound"}, head)
 
-    def _serve(self, name, data, headers):
+    def _serve(self, name, data, headers, head):
         start = 0
         rng = self.headers.get("Range")
-        if rng:
+        if rng and not head:
             start = int(rng.removeprefix("bytes=").split("-")[0])
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
-        cut = self.server.cut_after.pop(name, None)  # one-shot: drop the connection mid-body
-        self.send_response(206 if rng else 200)
+        cut = None if head else self.server.cut_after.pop(name, None)  # one-shot: drop the connection mid-body
+        self.send_response(206 if rng and not head else 200)
         headers["Content-Length"] = str(len(body))
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body if cut is None else body[:cut])
-        self.close_connection = True
+        if not head:
+            self.wfile.write(body if cut is None else body[:cut])
+        if cut is not None:
+            self.close_connection = True
 
-    def _send(self, code, body, headers):
+    def _send(self, code, body, headers, head):
         self.send_response(code)
         headers["Content-Length"] = str(len(body))
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if not head:
+            self.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
@@ -98,75 +118,63 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture
-def hub(checkpoint):
+def hub(checkpoint, tmp_path, monkeypatch):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    srv.files, srv.log, srv.cut_after, srv.corrupt = dict(checkpoint[0]), [], {}, {}
+    srv.files, srv.log, srv.cut_after, srv.token = dict(checkpoint[0]), [], {}, None
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    srv.endpoint = f"http://127.0.0.1:{srv.server_address[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{srv.server_address[1]}")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    srv.cache = tmp_path / "hf"
     yield srv
     srv.shutdown()
     srv.server_close()
 
 
-def test_download_then_cache(hub, checkpoint, tmp_path):
+def fetched(log) -> set[str]:
+    return {p.rsplit("/", 1)[-1] for m, p, _ in log if m == "GET" and "/api/" not in p}
+
+
+def test_download_then_cache(hub, checkpoint):
     files, wanted, logits = checkpoint
-    local = download(REPO, cache_dir=tmp_path, endpoint=hub.endpoint)
-    assert local == tmp_path / REPO / "main"
-    assert {p.name for p in local.iterdir()} == wanted | {COMPLETE}  # no README, training_args, .bin
-    for name in wanted:
-        assert (local / name).read_bytes() == files[name]
+    local = resolve_checkpoint(REPO, cache_dir=hub.cache)
+    assert local.is_dir() and local.is_relative_to(hub.cache) and local.name == SHA   # the HF cache layout
+    assert {p.name for p in local.iterdir()} == wanted       # no README, training_args.bin, older .bin
+    assert fetched(hub.log) == wanted
     with torch.no_grad():
-        assert torch.equal(load_model(local)(torch.tensor([[1, 5, 17, 299]])), logits)
-    n_requests = len(hub.log)
-    assert download(REPO, cache_dir=tmp_path, endpoint=hub.endpoint) == local
-    assert len(hub.log) == n_requests  # second call: cache only, no network
+        assert torch.equal(load_model(str(local))(torch.tensor([[1, 5, 17, 299]])), logits)
+    hub.log.clear()
+    assert resolve_checkpoint(REPO, cache_dir=hub.cache) == local
+    assert fetched(hub.log) == set()                          # second call: the cache, no file fetched again
 
 
-def test_interrupted_download_resumes(hub, checkpoint, tmp_path):
-    files, wanted, _ = checkpoint
-    shard = sorted(n for n in wanted if n.endswith(".safetensors"))[0]
-    half = len(files[shard]) // 2
-    hub.cut_after[shard] = half
-    with pytest.raises(DownloadError) as e:  # no retries: the call fails and leaves a .part
-        download(REPO, cache_dir=tmp_path, endpoint=hub.endpoint, max_retries=0)
-    assert "resume" in str(e.value) and "\n" not in str(e.value)
-    part = tmp_path / REPO / "main" / (shard + ".part")
-    assert part.stat().st_size == half
-    assert not (tmp_path / REPO / "main" / COMPLETE).exists()
-
-    local = download(REPO, cache_dir=tmp_path, endpoint=hub.endpoint)  # the next call resumes
-    assert (f"/cdn/{shard}", f"bytes={half}-") in hub.log
-    assert (local / shard).read_bytes() == files[shard] and not part.exists()
-    assert (local / COMPLETE).exists()
-
-
-def test_dropped_connection_retried_within_one_call(hub, checkpoint, tmp_path):
-    files, wanted, _ = checkpoint
-    shard = sorted(n for n in wanted if n.endswith(".safetensors"))[1]
+def test_dropped_connection_is_retried_within_one_call(hub, checkpoint):
+    shard = sorted(n for n in checkpoint[1] if n.endswith(".safetensors"))[0]
     hub.cut_after[shard] = 1000
-    local = download(REPO, cache_dir=tmp_path, endpoint=hub.endpoint)
-    assert (f"/cdn/{shard}", "bytes=1000-") in hub.log
-    assert (local / shard).read_bytes() == files[shard]
+    local = resolve_checkpoint(REPO, cache_dir=hub.cache)
+    assert [m for m, p, _ in hub.log if p == f"/cdn/{shard}"] == ["GET", "GET"]   # cut, then fetched again
+    assert (local / shard).read_bytes() == checkpoint[0][shard]
 
 
-def test_corrupt_file_fails_sha256(hub, checkpoint, tmp_path):
-    files, wanted, _ = checkpoint
-    shard = sorted(n for n in wanted if n.endswith(".safetensors"))[0]
-    bad = bytearray(files[shard])
-    bad[-1] ^= 0xFF  # same size, one byte flipped
-    hub.corrupt[shard] = bytes(bad)
-    with pytest.raises(DownloadError) as e:
-        download(REPO, cache_dir=tmp_path, endpoint=hub.endpoint)
-    assert shard in str(e.value) and "sha256" in str(e.value)
-    d = tmp_path / REPO / "main"
-    assert not (d / shard).exists() and not (d / (shard + ".part")).exists() and not (d / COMPLETE).exists()
+def test_gated_repo_needs_hf_token(hub, checkpoint, monkeypatch):
+    hub.token = "hf_secret"
+    with pytest.raises(HubError, match=r"downloading it from the hub failed: .*HF_TOKEN") as e:
+        resolve_checkpoint(REPO, cache_dir=hub.cache)
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert {p.name for p in resolve_checkpoint(REPO, cache_dir=hub.cache).iterdir()} == checkpoint[1]
 
 
-def test_unknown_repo_and_unreachable(hub, tmp_path):
-    with pytest.raises(DownloadError, match="HTTP 404"):
-        download("ai2lumos/no_such_model", cache_dir=tmp_path, endpoint=hub.endpoint)
-    with pytest.raises(DownloadError, match="not a hub id"):
-        download("../etc", cache_dir=tmp_path, endpoint=hub.endpoint)
-    with pytest.raises(DownloadError, match="cannot reach"):
-        download(REPO, cache_dir=tmp_path, endpoint="http://127.0.0.1:9", timeout=2)
+def test_offline_uses_the_cache(hub, checkpoint, monkeypatch):
+    local = resolve_checkpoint(REPO, cache_dir=hub.cache)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")          # nothing listens there
+    assert resolve_checkpoint(REPO, cache_dir=hub.cache) == local
+
+
+def test_unknown_repo_and_bad_ids(hub):
+    with pytest.raises(HubError, match="no_such_model"):
+        resolve_checkpoint("ai2lumos/no_such_model", cache_dir=hub.cache)
+    with pytest.raises(HubError, match="not found"):
+        resolve_checkpoint("not-a-repo-id", cache_dir=hub.cache)

@@ -60,6 +60,7 @@ class LocalBackend:
                  kv_reuse_bytes: int = KV_REUSE_BYTES):
         import torch
 
+        from lumos.hub import resolve_checkpoint
         from lumos.model.checkpoint import load_model
         from lumos.model.lora import apply_adapter, is_adapter_dir, read_adapter_config
         from lumos.model.prefix_cache import PrefixCache
@@ -132,42 +133,6 @@ class LocalBackend:
                 self.stats["new_tokens"] += g.n_new_tokens
             self.stats["calls"] += 1
         return out
-
-
-def looks_local(path: str) -> bool:
-    """A spec meant as a local path: it starts with . / ~, or its first part is a directory here
-    (`checkpoints/nope`, `runs/plan` once runs/ exists). Such a spec never goes to the hub."""
-    return path.startswith((".", "/", "~")) or Path(Path(path).parts[0] if Path(path).parts else ".").is_dir()
-
-
-def resolve_checkpoint(path: str, cache_dir: str | None = None) -> Path:
-    """A local directory as is; a hub id like `ai2lumos/lumos_maths_plan_iterative` downloaded once into
-    the cache (lumos.model.hub: resumable, size-checked); `smollm2`: the pretrained SmolLM2-135M-Instruct
-    (lumos.model.smollm2, converted once). A local-looking path that does not exist, or anything else:
-    BackendError at once, without touching the network."""
-    from lumos.model import hub, smollm2
-    try:
-        base = smollm2.resolve(path)  # "smollm2" (or its cache dir): the pretrained base, fetched on first use
-    except smollm2.BaseUnavailable as e:
-        raise BackendError(str(e)) from None
-    if base is not None:
-        return base
-    p = Path(path).expanduser()
-    if p.is_dir():
-        return p
-    if p.exists():
-        raise BackendError(f"checkpoint {path} is a file: pass the directory holding config.json (or params.json)")
-    if looks_local(path):
-        raise BackendError(f"checkpoint {path}: no such directory")
-    if hub.is_repo_id(path):
-        try:
-            return Path(hub.download(path, cache_dir=cache_dir))
-        except Exception as e:  # network or not-found: one line for the user
-            msg = (str(e).splitlines() or [type(e).__name__])[0]
-            raise BackendError(f"checkpoint {path} is not a local directory, and downloading it from the hub "
-                               f"failed: {msg}") from None
-    raise BackendError(f"checkpoint {path} not found (expected a directory or a hub id such as "
-                       "ai2lumos/lumos_maths_plan_iterative)")
 
 
 # ---------------------------------------------------------------------------------------------------------

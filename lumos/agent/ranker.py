@@ -66,7 +66,8 @@ class LMRanker:
     name = "lm"
 
     def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", batch_size: int = 32, max_len: int = 512):
-        from lumos.agent.backends import BackendError, resolve_checkpoint
+        from lumos.agent.backends import BackendError
+        from lumos.hub import resolve_checkpoint
         from lumos.model.checkpoint import load_model
         from lumos.model.tokenizer import Tokenizer
         self.path = resolve_checkpoint(path)

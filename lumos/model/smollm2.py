@@ -43,8 +43,7 @@ class BaseUnavailable(FileNotFoundError):
 
 def base_dir() -> Path:
     """$LUMOS_CACHE/smollm2-135m-instruct (default ~/.cache/lumos/smollm2-135m-instruct)."""
-    from .hub import default_cache_dir
-    return default_cache_dir() / NAME
+    return Path(os.environ.get("LUMOS_CACHE", Path.home() / ".cache" / "lumos")) / NAME
 
 
 def is_complete(d: Path) -> bool:
