@@ -159,7 +159,7 @@ def main(argv=None):
     from lumos.model.config import ModelArgs
     from lumos.train.distributed import barrier, init_distributed, shutdown
     from lumos.train.tokenize import train_sentencepiece
-    from lumos.train.trainer import TrainConfig, export_only, latest_checkpoint, train
+    from lumos.train.trainer import TrainConfig, export_only, latest_train_state, train
 
     d = init_distributed(a.device, a.threads)
     code = 0
@@ -180,10 +180,10 @@ def main(argv=None):
             raise ValueError(f"{data}: no such dataset file" + ("" if a.task == "maths" else
                              f" (download ai2lumos/{data.stem} from Hugging Face, or pass --data)"))
         rows = read_conversations(data)
-        if not a.resume and latest_checkpoint(a.out) is not None:
+        if not a.resume and latest_train_state(a.out) is not None:
             raise ValueError(f"{a.out} already holds checkpoints: pass --resume to continue that run, "
                              "or choose a new --out")
-        if a.resume and latest_checkpoint(a.out) is None and d.is_main:
+        if a.resume and latest_train_state(a.out) is None and d.is_main:
             print(f"--resume: no checkpoint in {a.out}/checkpoints yet, starting from step 0")
         out = Path(a.out)
         if a.init:

@@ -188,7 +188,7 @@ def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype,
     return model, args
 
 
-# ---- checkpoints ----------------------------------------------------------------------------------
+# ---- the training state: DCP checkpoints for --resume (the model loader is lumos.model.checkpoint) ----------
 
 def _state_options(model):
     """Frozen parameters (a LoRA run's base) are not saved: they come from --init again on resume.
@@ -198,7 +198,7 @@ def _state_options(model):
     return StateDictOptions(ignore_frozen_params=frozen, strict=not frozen)
 
 
-def _train_state(model, optimizer):
+def _state_dicts(model, optimizer):
     from torch.distributed.checkpoint.state_dict import get_state_dict
     opts = _state_options(model)
     msd, osd = get_state_dict(model, optimizer, options=opts)
@@ -212,13 +212,13 @@ def _without_frozen_tied(model, opts, msd: dict) -> dict:
     return msd
 
 
-def latest_checkpoint(out: str) -> Path | None:
+def latest_train_state(out: str) -> Path | None:
     """The newest complete checkpoint (out/checkpoints/step-NNNNNNN); temp dirs are ignored."""
     ckpts = sorted(Path(out, "checkpoints").glob("step-*"))
     return ckpts[-1] if ckpts else None
 
 
-def save_checkpoint(out: str, step: int, model, optimizer, sampler: StepSampler, d: Dist, keep: int = 2) -> Path:
+def save_train_state(out: str, step: int, model, optimizer, sampler: StepSampler, d: Dist, keep: int = 2) -> Path:
     """DCP-save model, optimizer, step, sampler and RNG to a temp dir, then rename it into place:
     a crash mid-save leaves the previous checkpoint as the latest complete one."""
     import torch.distributed.checkpoint as dcp
@@ -227,7 +227,7 @@ def save_checkpoint(out: str, step: int, model, optimizer, sampler: StepSampler,
     if d.is_main and tmp.exists():
         shutil.rmtree(tmp)  # debris of an earlier crash
     barrier(d)
-    state = _train_state(model, optimizer)
+    state = _state_dicts(model, optimizer)
     # Non-tensor leaves are pickled by DCP; the sampler state goes as one JSON string leaf.
     state["trainer"] = {"step": step, "sampler": json.dumps(sampler.state_dict()), "rng": torch.get_rng_state()}
     dcp.save(state, checkpoint_id=str(tmp))
@@ -242,7 +242,7 @@ def save_checkpoint(out: str, step: int, model, optimizer, sampler: StepSampler,
     return final
 
 
-def load_checkpoint_into(path: Path, model, optimizer=None) -> dict:
+def load_train_state(path: Path, model, optimizer=None) -> dict:
     """Load a DCP checkpoint into the (sharded) model and optimizer; returns the trainer state."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_state_dict, get_model_state_dict, set_model_state_dict
@@ -252,7 +252,7 @@ def load_checkpoint_into(path: Path, model, optimizer=None) -> dict:
         dcp.load(state, checkpoint_id=str(path))
         set_model_state_dict(model, state["model"], options=opts)
         return {}
-    state = _train_state(model, optimizer)
+    state = _state_dicts(model, optimizer)
     state["trainer"] = {"step": 0, "sampler": "", "rng": torch.get_rng_state()}
     dcp.load(state, checkpoint_id=str(path))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=opts)
@@ -348,9 +348,9 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=cfg.weight_decay)
     start = 0
-    ckpt = latest_checkpoint(cfg.out) if cfg.resume else None
+    ckpt = latest_train_state(cfg.out) if cfg.resume else None
     if ckpt is not None:
-        state = load_checkpoint_into(ckpt, model, optimizer)
+        state = load_train_state(ckpt, model, optimizer)
         sampler.check_state_dict(state["sampler"])
         torch.set_rng_state(state["rng"])
         start = state["step"]
@@ -410,7 +410,7 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
                 bar.update(1)
         _fault_injection(step + 1)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
-            save_checkpoint(cfg.out, step + 1, model, optimizer, sampler, d)
+            save_train_state(cfg.out, step + 1, model, optimizer, sampler, d)
             # out/ always holds a model run_agent.py loads, and its loss curve, however the run ends
             if lora:
                 lora.meta = {"data": cfg.data, "steps": step + 1, "loss": round(loss, 6)}
@@ -420,7 +420,7 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
     if bar:
         bar.close()
     if start < total_steps:
-        save_checkpoint(cfg.out, total_steps, model, optimizer, sampler, d)
+        save_train_state(cfg.out, total_steps, model, optimizer, sampler, d)
     if lora:
         lora.meta = {"data": cfg.data, "steps": total_steps, "final_loss": round(loss, 6)}
     export_hf(model, args, cfg.out, d, export_dtype, lora)
@@ -436,7 +436,7 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
 def export_only(out: str, d: Dist | None = None, dtype: str | None = None) -> Path:
     """Export the latest checkpoint of run directory `out` to HF layout (in `out`)."""
     d = d or init_distributed()
-    ckpt = latest_checkpoint(out)
+    ckpt = latest_train_state(out)
     if ckpt is None:
         raise FileNotFoundError(f"{out}: no checkpoint under {out}/checkpoints")
     args = ModelArgs(**json.loads(Path(out, "model_args.json").read_text()))
@@ -450,7 +450,7 @@ def export_only(out: str, d: Dist | None = None, dtype: str | None = None) -> Pa
     model = shard_model(model, d)
     model.to_empty(device=d.device)
     model.init_weights(0)  # re-ties shared weights; every value is then overwritten by the checkpoint
-    load_checkpoint_into(ckpt, model)
+    load_train_state(ckpt, model)
     export_hf(model, args, out, d, dtype, lora)
     return ckpt
 
