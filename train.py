@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
 from lumos.cli import HelpFormatter, nonnegative_float, nonnegative_int, positive_float, positive_int
@@ -34,6 +34,7 @@ from lumos.cli import HelpFormatter, nonnegative_float, nonnegative_int, positiv
 try:  # lumos.model imports torch (seconds): Ctrl-C meanwhile is one line too
     from lumos.model.config import PRESETS
     from lumos.model.lora import TARGETS as LORA_TARGETS
+    from lumos.train.trainer import TrainConfig
 except KeyboardInterrupt:
     print("train.py: interrupted before training started", file=sys.stderr)
     sys.exit(130)
@@ -41,6 +42,9 @@ except KeyboardInterrupt:
 ROOT = Path(__file__).resolve().parent
 TASKS = ("maths", "complex_qa", "web_agent", "unified")
 ARCH_FLAGS = ("dim", "n_layers", "n_heads", "n_kv_heads")  # --preset overrides, ModelArgs field names
+# TrainConfig owns the defaults; the CLI shows them and fills every TrainConfig field of the same name.
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+NOT_FLAGS = ("data", "tokenizer", "model_args", "progress")  # worked out by main() from other flags
 
 
 def default_data(task: str, module: str, formulation: str) -> Path:
@@ -66,7 +70,7 @@ def parse_args(argv=None):
     g.add_argument("--n-heads", type=positive_int, help="with --preset: override its attention heads")
     g.add_argument("--n-kv-heads", type=positive_int, help="with --preset: override its key/value heads (grouped-query attention)")
     g.add_argument("--tokenizer", help="SentencePiece .model for --preset (default: train one on the data)")
-    g.add_argument("--tokenization", choices=("current", "paper"), default="current",
+    g.add_argument("--tokenization", choices=("current", "paper"), default=DEFAULTS["tokenization"],
                    help="how the text after each mid-conversation '</s>' is tokenised: 'current' (default) as "
                    "today's transformers and open-instruct ('</s>\\n<|user|>' -> 2, 29871, 13, 29966, ...); "
                    "'paper' as the released Lumos models were trained (transformers < 4.34 stripped the "
@@ -74,27 +78,30 @@ def parse_args(argv=None):
     g.add_argument("--vocab-size", type=positive_int, default=4096, help="size of the tokenizer trained on the data")
     g.add_argument("--out", required=True, help="run directory (log, checkpoints, exported model)")
     lo = p.add_argument_group("LoRA (with --init; default: full fine-tuning)")
-    lo.add_argument("--lora-rank", type=int, default=0, help="freeze the --init model and train rank-R adapters "
+    lo.add_argument("--lora-rank", type=int, default=DEFAULTS["lora_rank"], help="freeze the --init model and train rank-R adapters "
                     "(lumos/model/lora.py); the run exports adapter.safetensors + adapter_config.json (default 0: off)")
     lo.add_argument("--lora-alpha", type=float, help="adapter scale alpha/rank (default 2 x rank)")
-    lo.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the adapters' input (default 0)")
-    lo.add_argument("--lora-targets", default=",".join(LORA_TARGETS),
-                    help=f"comma-separated layers to adapt (default {','.join(LORA_TARGETS)})")
+    lo.add_argument("--lora-dropout", type=float, default=DEFAULTS["lora_dropout"], help="dropout on the adapters' input")
+    lo.add_argument("--lora-targets", default=",".join(DEFAULTS["lora_targets"]),
+                    help=f"comma-separated layers to adapt, of {','.join(LORA_TARGETS)}")
     o = p.add_argument_group("optimisation (defaults: the Lumos paper)")
-    o.add_argument("--epochs", type=positive_float, default=2.0, help="passes over the data")
+    o.add_argument("--epochs", type=positive_float, default=DEFAULTS["epochs"], help="passes over the data")
     o.add_argument("--max-steps", type=positive_int, help="optimizer steps; overrides --epochs")
-    o.add_argument("--lr", type=positive_float, default=2e-5,
-                   help="peak AdamW learning rate (2e-5 fine-tunes a pretrained model; from scratch, use ~1e-3)")
-    o.add_argument("--warmup-ratio", type=nonnegative_float, default=0.03, help="linear warmup fraction, then linear decay to 0")
-    o.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="AdamW weight decay")
-    o.add_argument("--max-grad-norm", type=nonnegative_float, default=1.0, help="clip the global gradient norm (0: off)")
-    o.add_argument("--global-batch-size", type=positive_int, default=128, help="sequences per optimizer step, all ranks together")
-    o.add_argument("--micro-batch-size", type=positive_int, default=8, help="sequences per forward pass per rank; "
+    o.add_argument("--lr", type=positive_float, help="peak AdamW learning rate (the default, the paper's, fine-tunes a "
+                   f"pretrained model; from scratch, use ~1e-3; LoRA ~1e-4 to 3e-4) (default: {DEFAULTS['lr']})")
+    o.add_argument("--warmup-ratio", type=nonnegative_float, default=DEFAULTS["warmup_ratio"], help="linear warmup fraction, then linear decay to 0")
+    o.add_argument("--weight-decay", type=nonnegative_float, default=DEFAULTS["weight_decay"], help="AdamW weight decay")
+    o.add_argument("--max-grad-norm", type=nonnegative_float, default=DEFAULTS["max_grad_norm"],
+                   help="clip the global gradient norm (0: off)")
+    o.add_argument("--global-batch-size", type=positive_int, default=DEFAULTS["global_batch_size"],
+                   help="sequences per optimizer step, all ranks together")
+    o.add_argument("--micro-batch-size", type=positive_int, default=DEFAULTS["micro_batch_size"],
+                   help="sequences per forward pass per rank; "
                    "gradient accumulation = global / (micro x world size)")
-    o.add_argument("--max-seq-len", type=positive_int, default=1024, help="truncate conversations (from the right) to this many tokens")
-    o.add_argument("--seed", type=nonnegative_int, default=0, help="weight init and data order")
+    o.add_argument("--max-seq-len", type=positive_int, default=DEFAULTS["max_seq_len"], help="truncate conversations (from the right) to this many tokens")
+    o.add_argument("--seed", type=nonnegative_int, default=DEFAULTS["seed"], help="weight init and data order")
     r = p.add_argument_group("running")
-    r.add_argument("--save-every", type=nonnegative_int, default=50,
+    r.add_argument("--save-every", type=nonnegative_int, default=DEFAULTS["save_every"],
                    help="every N steps save a resumable checkpoint and export the model and loss.png to --out "
                    "(0: only at the end; always at the end)")
     r.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
@@ -106,6 +113,8 @@ def parse_args(argv=None):
     r.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     r.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = p.parse_args(argv)
+    args.default_lr = args.lr is None
+    args.lr = DEFAULTS["lr"] if args.default_lr else args.lr
 
     if args.export_only:
         return p, args
@@ -144,6 +153,12 @@ def parse_args(argv=None):
     return p, args
 
 
+def train_config(a, data: str, tokenizer: str, model_args: dict | None) -> TrainConfig:
+    """The TrainConfig of parsed flags `a`: every field from the flag of the same name, but these four."""
+    flags = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if f.name not in NOT_FLAGS}
+    return TrainConfig(data=data, tokenizer=tokenizer, model_args=model_args, progress=not a.no_progress, **flags)
+
+
 def one_line(e: Exception) -> str:
     """read_conversations lists every bad row; the CLI shows the first and a count."""
     lines = str(e).splitlines()
@@ -159,7 +174,7 @@ def main(argv=None):
     from lumos.model.config import ModelArgs
     from lumos.train.distributed import barrier, init_distributed, shutdown
     from lumos.train.tokenize import train_sentencepiece
-    from lumos.train.trainer import TrainConfig, export_only, latest_train_state, train
+    from lumos.train.trainer import export_only, latest_train_state, train
 
     d = init_distributed(a.device, a.threads)
     code = 0
@@ -198,8 +213,8 @@ def main(argv=None):
             load_tokenizer(init_dir)  # fails early, in one line, when there is none
             tokenizer = init_dir  # HF: tokenizer.model or tokenizer.json in it; Meta: tokenizer.model one level up
             model_args = None
-            if a.lora_rank and a.lr == 2e-5 and d.is_main:
-                print("note: --lr 2e-5 is the paper's full fine-tuning rate; LoRA adapters usually want "
+            if a.lora_rank and a.default_lr and d.is_main:
+                print(f"note: the default --lr {a.lr:g} is the paper's full fine-tuning rate; LoRA adapters usually want "
                       "~1e-4 to 3e-4", flush=True)
         else:
             tokenizer = a.tokenizer
@@ -210,8 +225,8 @@ def main(argv=None):
                     print(f"training a {a.vocab_size}-piece SentencePiece BPE on {len(rows)} conversations", flush=True)
                     train_sentencepiece([r["messages"] for r in rows], str(out / "tokenizer"), a.vocab_size)
                 barrier(d)
-            if a.lr == 2e-5 and d.is_main:
-                print("note: --lr 2e-5 is the paper's fine-tuning rate; a model trained from scratch "
+            if a.default_lr and d.is_main:
+                print(f"note: the default --lr {a.lr:g} is the paper's fine-tuning rate; a model trained from scratch "
                       "learns far faster with e.g. --lr 1e-3", flush=True)
             from lumos.model.tokenizer import load_tokenizer
             margs = ModelArgs.preset(a.preset)
@@ -220,16 +235,7 @@ def main(argv=None):
             margs.vocab_size = load_tokenizer(tokenizer).n_words
             margs.max_seq_len = max(margs.max_seq_len, a.max_seq_len)
             model_args = asdict(margs)
-        cfg = TrainConfig(
-            data=str(data), out=a.out, tokenizer=tokenizer, init=a.init, model_args=model_args,
-            max_seq_len=a.max_seq_len, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr,
-            warmup_ratio=a.warmup_ratio, weight_decay=a.weight_decay, max_grad_norm=a.max_grad_norm,
-            micro_batch_size=a.micro_batch_size, global_batch_size=a.global_batch_size, seed=a.seed,
-            save_every=a.save_every, resume=a.resume, threads=a.threads,
-            activation_checkpointing=a.activation_checkpointing, dtype=a.dtype, device=a.device,
-            export_dtype=a.export_dtype, progress=not a.no_progress, tokenization=a.tokenization,
-            lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, lora_targets=a.lora_targets)
-        train(cfg, d)
+        train(train_config(a, str(data), tokenizer, model_args), d, rows)
     except (ValueError, FileNotFoundError) as e:  # bad data or paths: the same on every rank
         if d.is_main:
             print(f"train.py: error: {one_line(e)}", file=sys.stderr, flush=True)

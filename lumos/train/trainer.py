@@ -60,7 +60,7 @@ class TrainConfig:
     micro_batch_size: int = 8
     global_batch_size: int = 128
     seed: int = 0
-    save_every: int = 0               # steps between checkpoints (each also exports HF weights); 0: only at the end
+    save_every: int = 50              # steps between checkpoints (each also exports HF weights); 0: only at the end
     resume: bool = False
     threads: int | None = None
     activation_checkpointing: bool = False
@@ -313,13 +313,15 @@ def open_log(path: Path, start: int):
     return open(path, "a", encoding="utf-8")
 
 
-def load_dataset(cfg: TrainConfig, tokenizer) -> TokenizedDataset:
-    rows = read_conversations(cfg.data)
+def load_dataset(cfg: TrainConfig, tokenizer, rows: list[dict] | None = None) -> TokenizedDataset:
+    """cfg.data tokenised; `rows`: its conversations when the caller has read them already."""
+    rows = read_conversations(cfg.data) if rows is None else rows
     return tokenize_conversations(rows, tokenizer, cfg.max_seq_len, cfg.tokenization == "paper")
 
 
-def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
-    """Run (or resume) training, then export. Returns a summary dict (rank 0's view)."""
+def train(cfg: TrainConfig, d: Dist | None = None, rows: list[dict] | None = None) -> dict:
+    """Run (or resume) training, then export. Returns a summary dict (rank 0's view). rows: cfg.data's
+    conversations when already read (train.py reads them first, to check them before --out is touched)."""
     d = d or init_distributed(cfg.device, cfg.threads)
     dtype = getattr(torch, cfg.dtype or ("bfloat16" if d.device.type == "cuda" else "float32"))
     out = Path(cfg.out)
@@ -331,7 +333,7 @@ def train(cfg: TrainConfig, d: Dist | None = None) -> dict:
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     barrier(d)
     tokenizer = load_tokenizer(str(out))
-    data = load_dataset(cfg, tokenizer)
+    data = load_dataset(cfg, tokenizer, rows)
     sampler = StepSampler(data.lengths, cfg.global_batch_size, cfg.micro_batch_size, d.world_size, cfg.seed)
     n_labels, lengths = data.n_labels, data.lengths
     total_steps = cfg.max_steps or max(1, int(cfg.epochs * sampler.steps_per_epoch))
