@@ -2,6 +2,7 @@
 
     python bench/decode.py                      # ~106M-param Llama, batch 1 + 8, every variant below
     python bench/decode.py --variants "fp32,int8" --batches 1 --new-tokens 32
+    python bench/decode.py --checkpoint smollm2 --variants "fp32 nn.Linear,HF fp32" --batches 1 --agreement ''   # real weights
 
 Variants of our decoder: "fp32 nn.Linear" (the weights as loaded), "fp32" (the decode layout: weights
 stored transposed, lumos/model/quantize.py, what run_agent.py uses on a CPU), "bf16", "int8" (weight-only,
@@ -127,6 +128,8 @@ def main():
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--checkpoint", help="time these weights (a checkpoint directory, or 'smollm2' for the pretrained "
+                   "base) instead of a random model of --dim/--n-layers/...")
     p.add_argument("--agreement", default=str(ROOT / "checkpoints/lumos-demo-plan"),
                    help="trained checkpoint for the greedy-agreement table ('' to skip)")
     p.add_argument("--agreement-n", type=int, default=64, help="GSM8K questions for the agreement table")
@@ -138,11 +141,18 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    args = ModelArgs(dim=a.dim, n_layers=a.n_layers, n_heads=a.n_heads, n_kv_heads=a.n_kv_heads,
-                     vocab_size=a.vocab_size, max_seq_len=a.prompt_len + a.new_tokens)
-    base = Transformer(args).init_weights(seed=0).eval()
+    if a.checkpoint:
+        from lumos.model import smollm2
+        from lumos.model.checkpoint import load_model
+        base = load_model(smollm2.resolve(a.checkpoint) or a.checkpoint).eval()
+        args = base.args
+    else:
+        args = ModelArgs(dim=a.dim, n_layers=a.n_layers, n_heads=a.n_heads, n_kv_heads=a.n_kv_heads,
+                         vocab_size=a.vocab_size, max_seq_len=a.prompt_len + a.new_tokens)
+        base = Transformer(args).init_weights(seed=0).eval()
     n_params = sum(p.numel() for p in base.parameters())
-    n_streamed = n_params - base.tok_embeddings.weight.numel()
+    # the embedding table is only gathered, unless it is also the output matrix (tied)
+    n_streamed = n_params - (0 if args.tie_word_embeddings else base.tok_embeddings.weight.numel())
     bw = copy_bandwidth()
     print(f"model: {n_params / 1e6:.1f}M params ({n_streamed / 1e6:.1f}M streamed per step), "
           f"dim {args.dim}, {args.n_layers} layers; threads {torch.get_num_threads()}; "
