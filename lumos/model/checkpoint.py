@@ -66,23 +66,28 @@ _META_LAYER = re.compile(r"layers\.(\d+)\.(.+)\.weight")
 _ROTARY_BUFFERS = re.compile(r"(^|.*\.)(rotary_emb\.inv_freq|rope\.freqs)$")
 
 
-def hf_to_meta_name(name: str) -> str | None:
-    """'model.layers.3.mlp.up_proj.weight' -> 'layers.3.feed_forward.w3.weight'; None if unknown."""
-    if name in _TOP_HF_TO_META:
-        return _TOP_HF_TO_META[name]
-    m = _HF_LAYER.fullmatch(name)
-    if m and m.group(2) in _LAYER_HF_TO_META:
-        return f"layers.{m.group(1)}.{_LAYER_HF_TO_META[m.group(2)]}.weight"
+def rename(name: str, top: dict, layer: re.Pattern, layers: dict, prefix: str) -> str | None:
+    """One tensor name from one layout into another: a top-level name through `top`; a per-block name
+    that `layer` matches (groups: block index, module) through `layers`, written f"{prefix}{i}.{module}.weight";
+    None for a name the map does not know. Every layout's map (HF, Meta, llama.cpp's GGUF) goes through here."""
+    if name in top:
+        return top[name]
+    m = layer.fullmatch(name)
+    if m and m.group(2) in layers:
+        return f"{prefix}{m.group(1)}.{layers[m.group(2)]}.weight"
     return None
 
 
+def hf_to_meta_name(name: str) -> str | None:
+    """'model.layers.3.mlp.up_proj.weight' -> 'layers.3.feed_forward.w3.weight'; None if unknown."""
+    return rename(name, _TOP_HF_TO_META, _HF_LAYER, _LAYER_HF_TO_META, "layers.")
+
+
 def meta_to_hf_name(name: str) -> str:
-    if name in _TOP_META_TO_HF:
-        return _TOP_META_TO_HF[name]
-    m = _META_LAYER.fullmatch(name)
-    if m and m.group(2) in _LAYER_META_TO_HF:
-        return f"model.layers.{m.group(1)}.{_LAYER_META_TO_HF[m.group(2)]}.weight"
-    raise CheckpointError(f"no HF name for parameter {name!r}")
+    hf = rename(name, _TOP_META_TO_HF, _META_LAYER, _LAYER_META_TO_HF, "model.layers.")
+    if hf is None:
+        raise CheckpointError(f"no HF name for parameter {name!r}")
+    return hf
 
 
 def permute_meta_to_hf(w: torch.Tensor, n_heads: int) -> torch.Tensor:

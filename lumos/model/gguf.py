@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import rename
 from .config import ModelArgs
 
 MAGIC = b"GGUF"
@@ -189,12 +190,7 @@ _BLK = re.compile(r"blk\.(\d+)\.(\w+)\.weight")
 
 def gguf_to_meta_name(name: str) -> str | None:
     """'blk.3.ffn_up.weight' -> 'layers.3.feed_forward.w3.weight'; None for a name we don't use."""
-    if name in _TOP:
-        return _TOP[name]
-    m = _BLK.fullmatch(name)
-    if m and m.group(2) in _LAYER:
-        return f"layers.{m.group(1)}.{_LAYER[m.group(2)]}.weight"
-    return None
+    return rename(name, _TOP, _BLK, _LAYER, "layers.")
 
 
 def model_args(g: GGUFFile) -> ModelArgs:
