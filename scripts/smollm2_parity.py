@@ -37,8 +37,7 @@ def main():
     qs = [json.loads(line)["question"] for line in (ROOT / "data/gsm8k/test.jsonl").read_text().splitlines()[:a.n]]
     kinds = {"short text": ["The capital of France is", "Hello", "1 + 1 = 2, 2 + 2 ="],
              "chat": [CHAT.format(q) for q in qs],
-             "Lumos planner": [P.USER_TURN.format(content=P.PLAN_USER_FIRST.format(task=q)) + P.ASSISTANT_HEADER
-                               for q in qs]}
+             "Lumos planner": [P.chat_prompt(P.plan_user_first(q)) for q in qs]}
     for kind, texts in kinds.items():
         worst, same, total, lens, identical = 0.0, 0, 0, [], 0
         for text in texts:
