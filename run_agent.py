@@ -29,6 +29,7 @@ SHIPPED_FAMILIES = ("maths",)  # task families the shipped demo models were trai
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
 WEB_MAX_ROUNDS = 64  # Lumos-I planner calls per web task: Mind2Web tasks run to ~30 steps
 
+SMALL_MODEL = 50_000_000  # parameters: below this, one CPU thread decodes as fast as several (see set_threads)
 BOS_HELP = ("put BOS (<s>) before every prompt (default: what the checkpoint's tokenizer says: on for Llama-2 "
             "(tokenizer.model), off for SmolLM2). The paper's trainer tokenized each training "
             "conversation with BOS first, while its inference code tokenized prompts without it; we match "
@@ -75,6 +76,10 @@ def parse_args(argv=None):
                    "token_budget. Default: the measured budget above; none for other families")
     p.add_argument("--bos", action=argparse.BooleanOptionalAction, default=None, help=BOS_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help=f"CPU threads of local models (default: 1 when every local model has under "
+                   f"{SMALL_MODEL // 10**6}M parameters, as the demo models: their matrices are too small to share "
+                   "out, and on a busy CPU the threads wait on each other; else torch's default, one per core)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"), default=None,
                    help="weights dtype of local models (default: bfloat16 on cuda, float32 on cpu). int8: weight-only "
                    "int8 with per-channel scales (lumos/model/quantize.py; README 'Decoding' measures its cost)")
@@ -240,6 +245,20 @@ def load_examples(args):
         fail(f"cannot load Mind2Web from {args.mind2web_data}: {type(e).__name__}: {e}")
 
 
+def set_threads(args, *backends):
+    """--threads, else 1 thread when every local model is small and on the CPU. Measured with the demo
+    models, `--limit 20`: 84 s with torch's 2 threads vs 15 s with 1 at load average 8 (32 vs 15.5 s at 7);
+    idle, the CPU time of both is about the same (6.4 vs 5.9 s)."""
+    import torch
+    from lumos.agent.backends import LocalBackend
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        return
+    models = [b.model for b in backends if isinstance(b, LocalBackend)]
+    if args.device == "cpu" and models and all(sum(p.numel() for p in m.parameters()) < SMALL_MODEL for m in models):
+        torch.set_num_threads(1)
+
+
 def ensure_gold(task: str) -> Path:
     """data/gold/<task>_test.jsonl, made by data/prepare.py's converter (a few seconds) when missing."""
     path = GOLD[task]
@@ -313,6 +332,7 @@ def run(args):
         planner, grounder, specs = make_backends(args, examples)
     except (BackendError, HubError) as e:   # HubError: a checkpoint spec that names nothing we can get
         fail(str(e))
+    set_threads(args, planner, grounder)
     out = Path(args.out or ROOT / "outputs" / f"{args.task}-{args.formulation}-{tag(specs['planner'])}-{tag(specs['grounder'])}.jsonl")
     if args.task == "miniwob" and args.screenshots is None:
         args.screenshots = str(out.with_name(out.name.removesuffix(".jsonl") + "_screenshots"))

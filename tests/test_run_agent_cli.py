@@ -134,3 +134,22 @@ def _catches_sigint(pid: int) -> bool:
         return False
     caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
     return bool(int(caught, 16) & (1 << 1))
+
+
+def test_small_local_models_decode_on_one_cpu_thread():
+    import torch
+    from types import SimpleNamespace
+    from lumos.agent.backends import GoldBackend, LocalBackend
+    before = torch.get_num_threads()
+    demo = LocalBackend(str(ROOT / "checkpoints/lumos-demo-ground"))
+    try:
+        torch.set_num_threads(2)
+        run_agent.set_threads(SimpleNamespace(threads=None, device="cpu"), GoldBackend({}, "planner", "iterative"), demo)
+        assert torch.get_num_threads() == 1  # 5.5M parameters: one thread
+        torch.set_num_threads(2)
+        run_agent.set_threads(SimpleNamespace(threads=None, device="cpu"), GoldBackend({}, "planner", "iterative"))
+        assert torch.get_num_threads() == 2  # no local model: left alone
+        run_agent.set_threads(SimpleNamespace(threads=3, device="cpu"), demo)
+        assert torch.get_num_threads() == 3  # --threads wins
+    finally:
+        torch.set_num_threads(before)
