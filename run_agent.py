@@ -306,7 +306,8 @@ def main(argv=None):
 
 
 def run(args):
-    import torch
+    from lumos.cli import import_torch
+    torch = import_torch()
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     from tqdm import tqdm

@@ -29,9 +29,10 @@ import traceback
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
-from lumos.cli import HelpFormatter, nonnegative_float, nonnegative_int, positive_float, positive_int
+from lumos.cli import HelpFormatter, import_torch, nonnegative_float, nonnegative_int, positive_float, positive_int
 
 try:  # lumos.model imports torch (seconds): Ctrl-C meanwhile is one line too
+    import_torch()
     from lumos.model.config import PRESETS
     from lumos.model.lora import TARGETS as LORA_TARGETS
     from lumos.train.trainer import TrainConfig

@@ -37,6 +37,18 @@ def _number(kind, low: float, inclusive: bool, what: str):
     return parse
 
 
+def import_torch():
+    """`import torch` such that a Ctrl-C meanwhile raises KeyboardInterrupt. torch's C++ start-up imports
+    numpy and discards any exception of that import, so a Ctrl-C landing there was lost (the script then ran
+    on); numpy imported first, from Python, lets it through."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+    import torch
+    return torch
+
+
 positive_int = _number(int, 0, False, "a positive integer (1 or more)")
 nonnegative_int = _number(int, 0, True, "0 or more")
 positive_float = _number(float, 0.0, False, "a positive number")
