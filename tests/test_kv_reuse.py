@@ -11,6 +11,7 @@ from lumos.agent.backends import LocalBackend
 from lumos.agent.executor import maths_executor
 from lumos.agent.tasks import load_task
 from lumos.model import ModelArgs, Tokenizer, Transformer, decode_tokens, generate
+from lumos.model.generate import prefill_groups
 from lumos.model.prefix_cache import PrefixCache, common_prefix
 
 torch.set_num_threads(1)
@@ -29,6 +30,12 @@ def test_common_prefix_by_hand():
     assert common_prefix([], [1]) == 0
     a = list(range(100))
     assert common_prefix(a, a[:63] + [-1] + a[64:]) == 63
+
+
+def test_prefill_groups_by_hand():
+    # rows sorted by new tokens; a group keeps rows with >= 2/3 of its first row's tokens
+    assert prefill_groups([180, 150, 120, 100, 60, 40, 35, 30]) == [(0, 3, 180), (3, 4, 100), (4, 6, 60), (6, 8, 35)]
+    assert prefill_groups([7]) == [(0, 1, 7)] and prefill_groups([5, 5, 5]) == [(0, 3, 5)]
 
 
 def test_reused_prefix_decodes_the_same_tokens_and_keeps_the_same_keys():

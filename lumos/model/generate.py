@@ -131,8 +131,9 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
 
     Rows are left-padded: the reused prefixes right-aligned at slot R (the longest prefix), the new
     prompt tokens right-aligned at P = R + the most new prompt tokens, so row b's k-th new token sits
-    in cache slot P+k-1 for every row and one `input_pos` drives the batch. Finished rows are dropped
-    from the batch (and the cache) once at most half of it is still running."""
+    in cache slot P+k-1 for every row and one `input_pos` drives the batch. The prefill runs in groups
+    of rows with similar numbers of new tokens (prefill_groups), each over its own window. Finished
+    rows are dropped from the batch (and the cache) once at most half of it is still running."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (use bos=True for empty text)")
     device = model.tok_embeddings.weight.device
@@ -150,22 +151,29 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
         raise ValueError("a reused prefix must leave at least one prompt token to prefill")
     R, T = max(reused), max(n - r for n, r in zip(lens, reused))
     P = R + T
+    # Batch rows in order of new prompt tokens, most first, so that rows of similar length are neighbours
+    # and prefill in groups (below). rows[i] = the original index of batch row i.
+    rows = sorted(range(B), key=lambda b: reused[b] - lens[b])
     tokens = torch.full((B, T), pad_token, dtype=torch.long)  # the prefill window, slots R..P-1
     valid = torch.zeros(B, P + max_new_tokens, dtype=torch.bool)
     valid[:, P:] = True
-    for b, (p, r) in enumerate(zip(prompts, reused)):
-        tokens[b, T - (len(p) - r):] = torch.tensor(p[r:], dtype=torch.long)
-        valid[b, R - r:R] = True
-        valid[b, P - (len(p) - r):P] = True
-    pad = [P - n for n in lens]  # every non-token slot of a row lies left of its new prompt tokens
+    for i, b in enumerate(rows):
+        n_new = lens[b] - reused[b]
+        tokens[i, T - n_new:] = torch.tensor(prompts[b][reused[b]:], dtype=torch.long)
+        valid[i, R - reused[b]:R] = True
+        valid[i, P - n_new:P] = True
+    pad = [P - lens[b] for b in rows]  # every non-token slot of a row lies left of its new prompt tokens
     cache = KVCache.for_model(model, B, P + max_new_tokens, pad=pad, valid=valid if R else None)
-    for b, (kv, r) in enumerate(zip(prefixes, reused)):
-        if r:
-            cache.write(b, R - r, *kv)
+    for i, b in enumerate(rows):
+        if reused[b]:
+            cache.write(i, R - reused[b], *prefixes[b])
     gen = torch.Generator(device=device).manual_seed(seed) if seed is not None and temperature > 0 else None
 
-    logits = prefill(model, tokens.to(device), cache, R)
-    rows = list(range(B))  # original row index of each batch row still in the cache
+    logits = None
+    for lo, hi, t in prefill_groups([lens[b] - reused[b] for b in rows]):  # each group computes only its window
+        out = prefill(model, tokens[lo:hi, T - t:].to(device), cache.rows(lo, hi), P - t)
+        logits = out.new_empty(B, out.shape[-1]) if logits is None else logits
+        logits[lo:hi] = out
     new_ids: list[list[int]] = [[] for _ in range(B)]
     reasons = ["length"] * B
     running = [True] * B
@@ -200,6 +208,21 @@ def decode_tokens(model, prompts: list[list[int]], max_new_tokens: int, eos_id: 
         logits = decode_one_token(model, nxt, cache, P + step)
     save_kv(range(len(rows)))
     return new_ids, reasons
+
+
+GROUP_RATIO = 2 / 3  # a prefill group takes rows while they have at least this share of its first row's tokens
+
+
+def prefill_groups(n_new: list[int], ratio: float = GROUP_RATIO) -> list[tuple[int, int, int]]:
+    """Split rows sorted by new prompt tokens (most first) into prefill groups (lo, hi, tokens of row lo):
+    a group's rows are padded to its longest, so at most 1/ratio of its window is padding. With KV reuse a
+    batch mixes first turns (~150 new tokens) and later turns (~35): one window for all would be ~3x padding."""
+    groups, lo = [], 0
+    for i in range(1, len(n_new) + 1):
+        if i == len(n_new) or n_new[i] < ratio * n_new[lo]:
+            groups.append((lo, i, n_new[lo]))
+            lo = i
+    return groups
 
 
 def degenerate(ids: list[int], repeats: int, max_period: int = MAX_PERIOD) -> bool:

@@ -25,6 +25,8 @@ left of its new tokens, so "position = slot - pad[b]" still holds for every toke
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 
@@ -102,6 +104,14 @@ class KVCache:
         k = torch.stack([kc[row].index_select(1, idx) for kc in self.k])
         v = torch.stack([vc[row].index_select(1, idx) for vc in self.v])
         return k, v
+
+    def rows(self, lo: int, hi: int) -> "KVCache":
+        """Batch rows lo..hi-1 as a cache of their own that shares this one's storage (writes land here)."""
+        view = copy.copy(self)
+        view.k, view.v = [k[lo:hi] for k in self.k], [v[lo:hi] for v in self.v]
+        view.pad, view.key_valid = self.pad[lo:hi], self.key_valid[lo:hi]
+        view.padded, view.batch_size = bool(view.pad.any()), hi - lo
+        return view
 
     def keep(self, rows: torch.Tensor):
         """Drop finished rows: keep batch rows `rows` (1-D index tensor), in that order."""
