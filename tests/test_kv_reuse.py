@@ -81,6 +81,8 @@ def test_prefix_cache_match_put_and_evict():
     assert c.match("a", [1, 2, 3, 9, 8, 7, 6, 0])[1] == 3 and len(c) == 3
     c.put("c", list(range(14)), kv(14), kv(14))           # 21 tokens > 20: least recently used goes first
     assert c.nbytes == 64 * 19 and c.match("a", [5, 5, 1])[1] == 0 and c.match("a", [6, 6, 1])[1] == 2
+    c.forget(["a", "zzz"])                                 # a finished example: its entries go
+    assert c.nbytes == 64 * (14 + 3) and c.match("a", [6, 6, 1])[1] == 0 and c.match("a", [1, 2, 3, 4])[1] == 3
     with pytest.raises(ValueError):
         c.put("d", [1, 2], kv(3), kv(3))
 
@@ -124,6 +126,8 @@ def test_lumos_i_traces_are_identical_with_and_without_kv_reuse(batch_size):
         eps = sorted(Agent(plan, ground, maths_executor()).run(examples, batch_size=batch_size), key=lambda e: e.id)
         traces[reuse] = [(e.id, e.prediction, e.failure, [untimed(s) for s in e.steps]) for e in eps]
         backends[reuse] = (plan, ground)
+        if reuse:  # finished examples' keys/values were dropped: only the shared instructions remain
+            assert {e.key for b in (plan, ground) for e in b.prefix_cache.entries.values()} == {None}
     assert traces[0] == traces[1 << 30]
     assert sum(len(t[3]) for t in traces[0]) > 3 * 12  # several turns per example: something to reuse
     for without, with_ in zip(*backends.values()):

@@ -126,6 +126,9 @@ class Agent:
                     e.finish("token_budget")
                 if e.state == "done":
                     e.outcome = self.executor.finish(e.env)
+                    for b in {id(x): x for x in (self.planner, self.grounder)}.values():
+                        if hasattr(b, "forget"):  # a LocalBackend drops the example's kept keys/values
+                            b.forget([e.id])
                     yield e
             active = [e for e in active if e.state != "done"]
 

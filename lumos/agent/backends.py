@@ -105,6 +105,11 @@ class LocalBackend:
         self.prefix_cache = PrefixCache(kv_reuse_bytes) if kv_reuse_bytes > 0 else None
         self.stats = {"calls": 0, "prompt_tokens": 0, "prefill_tokens": 0, "new_tokens": 0}
 
+    def forget(self, ids: list[str]):
+        """The examples `ids` are finished: drop their kept keys/values (the shared prefix stays)."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.forget(ids)
+
     def prefill_tokens(self) -> int:
         """Prompt tokens run through the model so far, the shared prefixes' included."""
         shared = self.prefix_cache.shared_tokens if self.prefix_cache is not None else 0

@@ -15,8 +15,8 @@ every cached key/value is what the model computes for that token at that positio
     entry, n = cache.match("ex-3", ids)     # reuse entry.k[:, :, :n], entry.v[:, :, :n]; n < len(ids)
     cache.put("ex-3", ids + new_ids[:-1], k, v)
 
-Entries are evicted least recently used first once their keys/values exceed max_bytes; an evicted
-conversation is simply prefilled again.
+Entries are evicted least recently used first once their keys/values exceed max_bytes (an evicted
+conversation is simply prefilled again), and `forget(keys)` drops finished conversations at once.
 """
 from __future__ import annotations
 
@@ -95,6 +95,12 @@ class PrefixCache:
         while self.nbytes > self.max_bytes and self.entries:
             self._drop(next(iter(self.entries.values())))
         return e
+
+    def forget(self, keys):
+        """Drop every entry of these keys (conversations that are over)."""
+        keys = set(keys)
+        for e in [e for e in self.entries.values() if e.key in keys]:
+            self._drop(e)
 
     def _drop(self, e: Entry):
         if self.entries.pop(id(e), None) is not None:
