@@ -35,7 +35,7 @@ try:  # lumos.model imports torch (seconds): Ctrl-C meanwhile is one line too
     import_torch()
     from lumos.model.config import PRESETS
     from lumos.model.lora import TARGETS as LORA_TARGETS
-    from lumos.train.trainer import TrainConfig
+    from lumos.train.config import TrainConfig  # light: the trainer (torch.distributed) is imported in main()
 except KeyboardInterrupt:
     print("train.py: interrupted before training started", file=sys.stderr)
     sys.exit(130)

@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
-from lumos.train.trainer import TrainConfig  # noqa: E402
+from lumos.train.config import TrainConfig  # noqa: E402
 
 
 def test_flag_defaults_are_train_configs(tmp_path):
