@@ -4,9 +4,9 @@
     python bench/decode.py --variants "fp32,int8" --batches 1 --new-tokens 32
     python bench/decode.py --checkpoint smollm2 --variants "fp32 nn.Linear,HF fp32" --batches 1 --agreement ''   # real weights
 
-Variants of our decoder: "fp32 nn.Linear" (the weights as loaded), "fp32" (the decode layout: weights
-stored transposed, lumos/model/quantize.py, what run_agent.py uses on a CPU), "bf16", "int8" (weight-only,
-per-channel scales); HF runs fp32 and bf16. For each batch size every variant generates --new-tokens
+Variants of our decoder: "fp32 nn.Linear" (the weights as loaded), "fp32" (weights stored transposed,
+lumos/model/quantize.py), "fp32 packed" (also packed by oneDNN for batches: what run_agent.py uses on a
+CPU), "bf16", "int8" (weight-only, per-channel scales); HF runs fp32 and bf16. For each batch size every variant generates --new-tokens
 greedy tokens (EOS ignored) after a --prompt-len prompt, all alternating --repeats times; the best time
 of each counts, so a momentarily busy machine hurts all alike. Roofline: a decode step must stream
 every weight matrix once (the embedding table is only gathered, so it is left out), so the ceiling is
@@ -33,8 +33,8 @@ from lumos.model import ModelArgs, Transformer, decode_tokens  # noqa: E402
 from lumos.model.checkpoint import meta_to_hf_name, permute_meta_to_hf  # noqa: E402
 from lumos.model.quantize import to_decode_layout  # noqa: E402
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-OURS = ("fp32 nn.Linear", "fp32", "bf16", "int8")  # our variants; HF runs "HF fp32" and "HF bf16"
-BYTES = {"fp32 nn.Linear": 4, "fp32": 4, "bf16": 2, "int8": 1, "HF fp32": 4, "HF bf16": 2}  # per streamed weight
+OURS = ("fp32 nn.Linear", "fp32", "fp32 packed", "bf16", "int8")  # our variants; HF runs "HF fp32" and "HF bf16"
+BYTES = {"fp32 nn.Linear": 4, "fp32": 4, "fp32 packed": 4, "bf16": 2, "int8": 1, "HF fp32": 4, "HF bf16": 2}  # per streamed weight
 
 
 def copy_bandwidth(nbytes: int = 512 << 20, repeats: int = 5) -> float:
@@ -90,12 +90,12 @@ def our_variant(base: Transformer, variant: str) -> Transformer:
     m.load_state_dict(base.state_dict())
     if variant == "bf16":
         return m.to(torch.bfloat16)
-    return m if variant == "fp32 nn.Linear" else to_decode_layout(m, int8=variant == "int8")
+    return m if variant == "fp32 nn.Linear" else to_decode_layout(m, int8=variant == "int8", packed=variant == "fp32 packed")
 
 
 def agreement(ckpt: str, n: int, new_tokens: int) -> None:
-    """Greedy agreement of int8, bf16 and nn.Linear fp32 with fp32 (decode layout) on a trained model's
-    first planner prompts."""
+    """Greedy agreement of int8, bf16 and nn.Linear fp32 with fp32 (packed, as run_agent.py runs it) on a
+    trained model's first planner prompts."""
     from lumos.agent.planner import plan_prompt_first
     from lumos.agent.tasks import load_task
     from lumos.model.checkpoint import load_model
@@ -103,7 +103,7 @@ def agreement(ckpt: str, n: int, new_tokens: int) -> None:
     tok = load_tokenizer(ckpt)
     base = load_model(ckpt, dtype="float32", n_words=tok.n_words).eval()
     prompts = [tok.encode(plan_prompt_first(e.question), bos=tok.add_bos) for e in load_task("gsm8k", n)]
-    ref, _ = decode_tokens(our_variant(base, "fp32"), prompts, new_tokens, eos_id=None)
+    ref, _ = decode_tokens(our_variant(base, "fp32 packed"), prompts, new_tokens, eos_id=None)
     print(f"\ngreedy agreement with fp32: {Path(ckpt).name}, first planner prompts of {n} GSM8K questions, "
           f"{new_tokens} new tokens (EOS ignored)")
     print("| variant | identical continuations | tokens before the first difference (mean share) |\n|---|---|---|")
@@ -183,7 +183,7 @@ def main():
         ref = rows.get(("HF bf16" if v.endswith("bf16") else "HF fp32", B))
         vs = f"{tc / ref[0][1]:.2f}x" if ref else "—"
         vw = f"{tw / ref[0][0]:.2f}x" if ref else "—"
-        fp = rows.get(("fp32", B)) or rows.get(("fp32 nn.Linear", B))
+        fp = rows.get(("fp32 packed", B)) or rows.get(("fp32", B)) or rows.get(("fp32 nn.Linear", B))
         same = f"{sum(x == y for x, y in zip(out, fp[1]))}/{B}" if fp else "—"
         roof = n_streamed * BYTES[v] * (tc / B) / bw
         print(f"| {v} | {B} | {tw:.1f} | {tc:.1f} | {vs} | {vw} | {roof:.0%} | {same} |")

@@ -41,6 +41,16 @@ def test_int8_linear_computes_bf16_inputs_times_dequantised_weights(rows):
     assert (out - exact).abs().max() / exact.abs().max() < 0.02  # int8 + bf16 inputs: ~1 % of the range
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+def test_packed_transposed_linear_equals_nn_linear_at_one_and_many_rows():
+    lin = nn.Linear(64, 96, bias=False)
+    t = TransposedLinear(lin, packed=True)
+    assert t.packed is not None
+    for shape in ((1, 1, 64), (8, 1, 64), (2, 5, 64), (1, 64), (3, 64)):
+        x = torch.randn(*shape)
+        torch.testing.assert_close(t(x), lin(x), rtol=1e-5, atol=1e-5)
+
+
 def test_transposed_linear_and_int8_models_against_fp32():
     args = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=500, max_seq_len=64)
     ref = Transformer(args).init_weights(seed=1).eval()
@@ -68,6 +78,7 @@ def test_local_backend_int8_loads_and_decodes_the_demo_grounder():
     assert b.model.tok_embeddings.weight.dtype == torch.float32  # gathered, not streamed: stays float
     f = LocalBackend(str(ROOT / "checkpoints/lumos-demo-ground"), max_new_tokens=24)
     assert isinstance(f.model.output, TransposedLinear)  # fp32 on the CPU: the decode layout
+    assert f.model.output.packed is not None or not torch.backends.mkldnn.is_available()
     prompt = ("<|user|>\nPlease ground the given subgoal to corresponding executable actions for solving the given task. "
               "The grounded actions must be the one in available action list.\n\nThe available action list is "
               "'Calculator', 'SetEquation', 'SolveEquation', 'Count', 'SolveInequality', 'Code', and 'Define'.\n"

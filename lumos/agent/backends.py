@@ -47,7 +47,8 @@ class LocalBackend:
     at once with finish_reason "repeat" instead of holding the batch until max_new_tokens.
 
     dtype "int8": int8 weights with per-channel scales (lumos/model/quantize.py); fp32 weights on the CPU
-    are stored transposed, the layout its GEMM runs fastest at a few rows (the same file).
+    are stored transposed and packed by oneDNN, the layouts its GEMMs run fastest at one and at a few rows
+    (the same file; two copies of the weights).
 
     KV reuse (lumos/model/prefix_cache.py): each example's conversation keeps its keys/values (by the
     `ids` of `complete`) in up to `kv_reuse_bytes`, so a Lumos-I turn prefills only its new tokens, and
@@ -93,7 +94,7 @@ class LocalBackend:
             if base != self.path:
                 self.model = apply_adapter(self.model, self.path, merge=True)
             if dtype == "int8" or (self.model.tok_embeddings.weight.dtype == torch.float32 and device == "cpu"):
-                to_decode_layout(self.model, int8=dtype == "int8")  # after the merge: weights are final
+                to_decode_layout(self.model, int8=dtype == "int8", packed=True)  # after the merge: weights are final
         except Exception as e:  # a broken or mismatched checkpoint: the loader's one-line reason
             msg = (str(e).splitlines() or [""])[0]
             if isinstance(e, (KeyError, TypeError, AttributeError)) or not msg:  # bare 'hidden_size' says little
