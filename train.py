@@ -83,8 +83,10 @@ def parse_args(argv=None):
                     "(lumos/model/lora.py); the run exports adapter.safetensors + adapter_config.json (default 0: off)")
     lo.add_argument("--lora-alpha", type=float, help="adapter scale alpha/rank (default 2 x rank)")
     lo.add_argument("--lora-dropout", type=float, default=DEFAULTS["lora_dropout"], help="dropout on the adapters' input")
-    lo.add_argument("--lora-targets", default=",".join(DEFAULTS["lora_targets"]),
-                    help=f"comma-separated layers to adapt, of {','.join(LORA_TARGETS)}")
+    lo.add_argument("--lora-targets", help=f"comma-separated layers to adapt, of {','.join(LORA_TARGETS)} "
+                    f"(default: {','.join(DEFAULTS['lora_targets'])})")
+    lo.add_argument("--lora-init", help="start from this adapter directory (e.g. a shipped one) instead of B = 0: "
+                    "continues its training on a fresh schedule; its rank, alpha and targets are used")
     o = p.add_argument_group("optimisation (defaults: the Lumos paper)")
     o.add_argument("--epochs", type=positive_float, default=DEFAULTS["epochs"], help="passes over the data")
     o.add_argument("--max-steps", type=positive_int, help="optimizer steps; overrides --epochs")
@@ -135,7 +137,17 @@ def parse_args(argv=None):
         p.error("--lora-alpha must be positive")
     if not 0 <= args.lora_dropout < 1:
         p.error("--lora-dropout must be in [0, 1)")
-    args.lora_targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    if args.lora_init:  # warm start: the adapter's own shape, unless the flags contradict it
+        from lumos.model.lora import is_adapter_dir, read_adapter_config
+        if not is_adapter_dir(args.lora_init):
+            p.error(f"--lora-init {args.lora_init}: no adapter_config.json there")
+        conf = read_adapter_config(args.lora_init)
+        for flag, given, have in (("rank", args.lora_rank or None, conf.rank), ("alpha", args.lora_alpha, conf.alpha),
+                                  ("targets", args.lora_targets, ",".join(conf.targets))):
+            if given is not None and given != have:
+                p.error(f"--lora-{flag} {given} contradicts --lora-init's {have}")
+        args.lora_rank, args.lora_alpha, args.lora_targets = conf.rank, conf.alpha, ",".join(conf.targets)
+    args.lora_targets = tuple(t.strip() for t in (args.lora_targets or ",".join(DEFAULTS["lora_targets"])).split(",") if t.strip())
     bad = [t for t in args.lora_targets if t not in LORA_TARGETS]
     if bad or not args.lora_targets:
         p.error(f"--lora-targets: {','.join(bad) or 'none given'}; choose from {','.join(LORA_TARGETS)}")

@@ -250,3 +250,19 @@ def test_cli_refuses_lora_without_init_and_bad_targets(base_and_data, tmp_path):
     r = _train("--data", str(data), "--init", str(base), "--lora-rank", "4", "--lora-targets", "wq,q_proj",
                "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "--lora-targets: q_proj" in r.stderr
+
+
+def test_lora_init_warm_starts_from_a_saved_adapter(base_and_data, straight, tmp_path):
+    from safetensors.torch import load_file
+    base, data = base_and_data
+    one = [f if f != str(STEPS) else "1" for f in FLAGS]
+    one[one.index("--lr") + 1] = "1e-12"  # one step that changes nothing measurable: the export is the start
+    r = _train("--data", str(data), "--init", str(base), "--out", str(tmp_path / "warm"), *one,
+               "--lora-init", str(straight))
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_file(straight / "adapter.safetensors"), load_file(tmp_path / "warm" / "adapter.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-9) for k in a)
+    assert _losses(tmp_path / "warm")[0] < _losses(straight)[0]  # it starts where the first run ended
+    r = _train("--data", str(data), "--init", str(base), "--out", str(tmp_path / "x"), "--lora-init", str(straight),
+               "--lora-rank", "8")
+    assert r.returncode == 2 and "--lora-rank 8 contradicts --lora-init's 4" in r.stderr

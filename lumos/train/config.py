@@ -41,6 +41,7 @@ class TrainConfig:
     lora_alpha: float | None = None   # adapter scale alpha / rank (default alpha = 2 * rank)
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = TARGETS
+    lora_init: str | None = None      # adapter directory to start from instead of B = 0
 
     def lora(self) -> LoRAConfig | None:
         if not self.lora_rank:

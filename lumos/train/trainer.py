@@ -32,7 +32,7 @@ from lumos.model.checkpoint import CheckpointError, as_dtype, load_checkpoint, s
 from lumos.model.config import ModelArgs
 from lumos.model.llama import Transformer
 from lumos.model import smollm2
-from lumos.model.lora import LoRAConfig, add_lora, init_lora, is_lora_key, save_adapter
+from lumos.model.lora import ADAPTER_FILE, LoRAConfig, add_lora, init_lora, is_lora_key, save_adapter
 from lumos.model.tokenizer import load_tokenizer
 
 from .config import TrainConfig
@@ -148,6 +148,13 @@ def build_model(cfg: TrainConfig, d: Dist, dtype: torch.dtype,
             raise ValueError(f"--init {cfg.init}: missing {missing[:3]}, unexpected {keys.unexpected_keys[:3]}")
     if lora:
         init_lora(model, cfg.seed)
+    if cfg.lora_init:  # warm start from a saved adapter (same rank and targets, checked by name and shape)
+        from safetensors.torch import load_file
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        sd = load_file(str(Path(cfg.lora_init, ADAPTER_FILE)))
+        keys = set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True, strict=False))
+        if keys.unexpected_keys or any(is_lora_key(k) for k in keys.missing_keys):
+            raise ValueError(f"--lora-init {cfg.lora_init}: the adapter does not fit this model and --lora-targets")
     return model, args
 
 
