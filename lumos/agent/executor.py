@@ -443,8 +443,8 @@ def qa_executor(answer_fn, knowledge=None, top_k: int = 3) -> Executor:
     """
     from lumos.tools.qa import QA, KnowledgeQuery, ParagraphRetrieve
     if knowledge is None:   # Wikipedia, cached on disk so that a rerun sends no request
-        cache = Path(os.environ.get("LUMOS_CACHE", Path.home() / ".cache" / "lumos")) / "wikipedia"
-        knowledge = KnowledgeQuery(cache_dir=cache)
+        from lumos.envs import cache_root
+        knowledge = KnowledgeQuery(cache_dir=cache_root() / "wikipedia")
     return Executor({"KnowledgeQuery": knowledge,
                      "ParagraphRetrieve": ParagraphRetrieve(top_k=top_k), "QA": QA(answer_fn),
                      "Calculator": MATHS_TOOLS["Calculator"], "Code": MATHS_TOOLS["Code"]})

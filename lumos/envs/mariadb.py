@@ -27,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from lumos.envs.sqldump import DEFAULT_DUMP, cache_root
+from lumos.envs import cache_root
+from lumos.envs.sqldump import DEFAULT_DUMP
 
 USER, PASSWORD, PORT = "lumos", "lumos", 3307
 MAX_STATEMENT_TIME = 30   # seconds, per statement of the `lumos` user (the client sets a tighter one)

@@ -20,6 +20,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from lumos.envs import cache_root
+
 CONVERTER_VERSION = 1   # bump when build_sqlite's output changes: the cache key includes it
 DEFAULT_DUMP = Path(__file__).resolve().parents[2] / "data" / "intercode-sql" / "ic_spider_dbs.sql"
 
@@ -171,10 +173,6 @@ def dump_databases(text: str) -> dict[str, list[tuple[str, str, list]]]:
             m = re.match(r"INSERT INTO `([^`]+)` VALUES\s*(.*)$", stmt, re.S)
             dbs[current].append(("insert", m.group(1), parse_values(m.group(2))))
     return dbs
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LUMOS_CACHE", Path.home() / ".cache" / "lumos"))
 
 
 def build_sqlite(dump_path=DEFAULT_DUMP, cache_dir=None) -> Path:
