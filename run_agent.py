@@ -1,13 +1,13 @@
 """Run the Lumos agent (planner -> grounder -> executor) over a task's test set and report the paper's metric.
 
-    python run_agent.py --task gsm8k --limit 20                          # the shipped demo models, a quick look
+    python run_agent.py --task gsm8k --limit 20                          # the shipped models, a quick look
     python run_agent.py --task gsm8k --backend gold --limit 200          # replay gold annotations end to end
     python run_agent.py --task gsm8k --planner runs/plan --grounder runs/ground --limit 20   # your train.py runs
     python run_agent.py --task gsm8k --planner ai2lumos/lumos_maths_plan_iterative \\
                         --grounder ai2lumos/lumos_maths_ground_iterative --device cuda  # the released 7B models
     python run_agent.py --task gsm8k --planner http://localhost:8000/v1 --grounder http://localhost:8001/v1
     python run_agent.py --task gsm8k --question "Tom has 3 apples and buys 4 more. How many apples?"
-    python -m lumos.report outputs/gsm8k-iterative-lumos-demo-plan-lumos-demo-ground.jsonl  # trace -> HTML
+    python -m lumos.report outputs/gsm8k-iterative-lumos-smollm2-plan-lora-lumos-smollm2-ground-lora.jsonl
 
 Every finished example is appended to a JSONL trace (--out); rerunning with the same --out resumes.
 The summary (metric, every wrong answer's cause) is printed and saved next to the trace, with an HTML
@@ -22,10 +22,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-demo-plan", "grounder": ROOT / "checkpoints/lumos-demo-ground"}
-# Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own
-DEFAULT_CKPT_ONETIME = {**DEFAULT_CKPT, "planner": ROOT / "checkpoints/lumos-demo-plan-onetime"}
-SHIPPED_FAMILIES = ("maths",)  # task families the shipped demo models were trained for
+# Lumos-I: LoRA adapters on the pretrained SmolLM2-135M (its base is fetched into $LUMOS_CACHE on first use)
+DEFAULT_CKPT = {"planner": ROOT / "checkpoints/lumos-smollm2-plan-lora",
+                "grounder": ROOT / "checkpoints/lumos-smollm2-ground-lora"}
+# Lumos-O's planner answers the same first prompt with the whole plan, so it is a model of its own; no
+# SmolLM2 Lumos-O pair is trained yet, so Lumos-O keeps the from-scratch demo models
+DEFAULT_CKPT_ONETIME = {"planner": ROOT / "checkpoints/lumos-demo-plan-onetime",
+                        "grounder": ROOT / "checkpoints/lumos-demo-ground"}
+SHIPPED_FAMILIES = ("maths",)  # task families the shipped models were trained for
 GOLD = {"gsm8k": ROOT / "data/gold/gsm8k_test.jsonl"}
 WEB_MAX_ROUNDS = 64  # Lumos-I planner calls per web task: Mind2Web tasks run to ~30 steps
 
@@ -185,8 +189,8 @@ def make_backends(args, examples=None):
                     fail(f"--backend openai needs an endpoint: --url http://host:8000/v1 (or $OPENAI_BASE_URL), or --{m} URL")
                 spec = args.url
             else:
-                if family not in SHIPPED_FAMILIES:  # the demo models would answer in maths-speak
-                    fail(f"no {m} is shipped for --task {args.task} ({family}; the demo models in checkpoints/ "
+                if family not in SHIPPED_FAMILIES:  # the shipped models would answer in maths-speak
+                    fail(f"no {m} is shipped for --task {args.task} ({family}; the models in checkpoints/ "
                          f"are maths-only): pass --planner and --grounder, e.g. "
                          f"--planner {released(family, 'planner', args.formulation)} "
                          f"--grounder {released(family, 'grounder', args.formulation)}, a train.py output "

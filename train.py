@@ -162,7 +162,7 @@ def parse_args(argv=None):
         p.error(f"--global-batch-size {args.global_batch_size} must be a multiple of --micro-batch-size "
                 f"{args.micro_batch_size} x {world} ranks")
     if args.data is None:
-        args.data = str(default_data(args.task, args.module, args.formulation))
+        args.data = os.path.relpath(default_data(args.task, args.module, args.formulation))  # logs stay portable
     return p, args
 
 
@@ -199,7 +199,7 @@ def main(argv=None):
             shutdown(d)
             return
         data = Path(a.data)
-        if not data.exists() and data.parent == ROOT / "data" / "annotations" and a.task == "maths":
+        if not data.exists() and data.resolve().parent == ROOT / "data" / "annotations" and a.task == "maths":
             if d.is_main:  # the default maths files are built from the shipped GSM8K in a minute
                 print(f"{data} is missing: running data/prepare.py", flush=True)
                 subprocess.run([sys.executable, str(ROOT / "data" / "prepare.py")], check=True, cwd=ROOT)

@@ -310,3 +310,35 @@ def test_shipped_adapter_grounds_gold_subgoals_into_executable_calculator_action
         question_numbers = set(re.findall(r"\d+", e.question.replace(",", "")))  # "$80,000" -> 80000
         copied += bool(question_numbers & set(re.findall(r"\d+", records[0].args)))
     assert copied >= 3, [g.text for g in gens]  # measured at step 35: 4 of 4
+
+
+SHIPPED_PLAN = ROOT / "checkpoints/lumos-smollm2-plan-lora"
+
+
+@pytest.mark.skipif(not _base_ready(), reason="SmolLM2 base not in the cache (python -m lumos.model.smollm2; CI fetches it)")
+def test_shipped_planner_starts_a_plan_keeps_planning_and_stops():
+    """Base + shipped planner adapter, Lumos-I turns of 4 GSM8K test questions with >= 2 gold subgoals:
+    the first turn is 'Subgoal 1: ...'; fed gold subgoal 1 and its result it keeps planning with
+    'Subgoal 2: ...'; fed every gold subgoal and result it says 'Yes, I will stop planning.'."""
+    from lumos.agent.backends import LocalBackend, load_gold
+    from lumos.agent.planner import parse_plan_step, plan_prompt_append, plan_prompt_first
+    from lumos.agent.tasks import load_task
+    torch.set_num_threads(2)
+    backend = LocalBackend(str(SHIPPED_PLAN), batch_size=4, max_new_tokens=64)
+    gold = load_gold(ROOT / "data/gold/gsm8k_test.jsonl")
+    examples = [e for e in load_task("gsm8k", 8) if len(gold.get(e.id, {}).get("subgoals", [])) >= 2][:4]
+
+    def after(e, n):
+        """The planner's prompt once gold subgoals 1..n were planned and executed."""
+        g, p = gold[e.id], plan_prompt_first(e.question)
+        for k in range(1, n + 1):
+            said = g["subgoals"][0] if k == 1 else "No, I will keep planning. " + g["subgoals"][k - 1]
+            p += plan_prompt_append(said, k, g["results"][k - 1])
+        return p
+
+    first = backend.complete([after(e, 0) for e in examples])
+    assert all(g.text.startswith("Subgoal 1: ") and parse_plan_step(g.text).kind == "subgoal" for g in first), first
+    second = backend.complete([after(e, 1) for e in examples])
+    assert all(g.text.startswith("No, I will keep planning. Subgoal 2: ") for g in second), second
+    last = backend.complete([after(e, len(gold[e.id]["subgoals"])) for e in examples])
+    assert all(parse_plan_step(g.text).kind == "stop" for g in last), last  # measured at step 85: 4 of 4

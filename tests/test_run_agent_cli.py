@@ -70,7 +70,7 @@ def test_a_task_without_a_shipped_model_says_what_to_pass(task, family, capsys):
         run_agent.main(["--task", task])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1
-    assert f"--task {task} ({family}; the demo models in checkpoints/ are maths-only)" in err[0]
+    assert f"--task {task} ({family}; the models in checkpoints/ are maths-only)" in err[0]
     assert f"--planner ai2lumos/lumos_{family}_plan_iterative --grounder ai2lumos/lumos_{family}_ground_iterative" in err[0]
 
 

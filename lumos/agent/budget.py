@@ -4,7 +4,8 @@ may generate before the agent gives up on it (failures "length" and "token_budge
 The paper decoded every turn up to 512 new tokens. A gold turn is far shorter (a maths subgoal is
 ~20 tokens, the longest 97), so a model stuck in a loop ("... the first 1000000000000...") kept a
 whole batch waiting for 512 decode steps. The defaults below are measured from the gold annotations
-that `python data/prepare.py` writes, under every tokenizer we ship (Llama-2's and the demo models'):
+that `python data/prepare.py` writes, under every tokenizer we ship (Llama-2's, the demo models' and
+SmolLM2's byte-level BPE, which splits numbers one digit a token):
 
     python -m lumos.agent.budget data/annotations/lumos_maths_*.jsonl
 
@@ -61,12 +62,16 @@ def measure(path: str | Path, tokenizers: dict) -> dict:
 
 
 def shipped_tokenizers(root: Path) -> dict:
-    """Llama-2's tokenizer (data/tokenizer) and each demo checkpoint's (checkpoints/*/tokenizer.model)."""
-    from lumos.model.tokenizer import Tokenizer
+    """Llama-2's tokenizer (data/tokenizer), each demo checkpoint's (checkpoints/*/tokenizer.model) and,
+    when it is in the cache, SmolLM2's byte-level BPE (the base of the LoRA checkpoints; one digit a token)."""
+    from lumos.model import smollm2
+    from lumos.model.tokenizer import Tokenizer, load_tokenizer
     toks = {"llama2": Tokenizer(str(root / "data/tokenizer/llama2.model"))}
     for d in sorted(root.glob("checkpoints/*/")):
         if (d / "tokenizer.model").is_file():
             toks[d.name] = Tokenizer(str(d))
+    if smollm2.is_complete(smollm2.base_dir()):
+        toks[smollm2.SPEC] = load_tokenizer(str(smollm2.base_dir()))
     return toks
 
 
