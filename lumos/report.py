@@ -1,6 +1,6 @@
 """An agent trace as one self-contained HTML page, to read a run without reading JSON.
 
-    python -m lumos.report outputs/gsm8k-iterative-lumos-demo-plan-lumos-demo-ground.jsonl   # -> ....html
+    python -m lumos.report outputs/gsm8k-iterative-lumos-smollm2-plan-lora-lumos-smollm2-ground-lora.jsonl   # -> ....html
     python run_agent.py --task gsm8k --limit 20      # writes the same report next to its trace
 
 The page holds the run's summary, the wrong answers counted by cause (each count filters the list), and
