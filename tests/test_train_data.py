@@ -207,3 +207,21 @@ def test_offset_labels_equal_open_instructs_prefix_labels(tok, tmp_path):
             assert ids == encode_text(t, serialize(msgs).strip())
             assert labels == labels_by_prefixes(t, msgs)
             assert sum(lab != IGNORE_INDEX for lab in labels) > 0
+
+
+def test_ctrl_c_while_sentencepiece_reads_is_a_ctrl_c(tmp_path):
+    """SentencePiece's C++ reader turns a KeyboardInterrupt raised in our sentence iterator into a
+    RuntimeError; train_sentencepiece must hand it back as KeyboardInterrupt (exit 130 in the CLIs),
+    not as "training failed", while a real failure stays a ValueError."""
+    from lumos.train.tokenize import train_sentencepiece
+    convs = _varied_conversations()
+
+    class Interrupted(list):
+        def __iter__(self):
+            yield from convs[:2]
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_sentencepiece(Interrupted(), str(tmp_path / "sp"), vocab_size=400)
+    with pytest.raises(ValueError, match="SentencePiece training failed"):
+        train_sentencepiece(convs, str(tmp_path / "sp2"), vocab_size=10)  # smaller than 256 bytes

@@ -176,15 +176,23 @@ def train_sentencepiece(conversations: list[list[dict]], model_prefix: str, voca
     demo models): byte fallback (no unknown characters), digits split one per token (as Llama),
     no normalisation (newlines and spaces survive), unk/bos/eos = 0/1/2, no pad.
     The chat headers become single pieces. Returns the path of the .model file."""
+    interrupted = []
+
     def lines():
-        for messages in conversations:
-            for line in serialize(messages).replace(EOS_TEXT, "\n").split("\n"):
-                if line.strip():
-                    yield line
+        try:
+            for messages in conversations:
+                for line in serialize(messages).replace(EOS_TEXT, "\n").split("\n"):
+                    if line.strip():
+                        yield line
+        except KeyboardInterrupt:  # SentencePiece's C++ turns it into a RuntimeError; remember it
+            interrupted.append(True)
+            raise
 
     try:
         _train_sp(lines(), model_prefix, vocab_size)
     except RuntimeError as e:  # e.g. a vocabulary smaller than 256 bytes + the data's characters
+        if interrupted:  # a Ctrl-C while SentencePiece read our sentences is a Ctrl-C, not a bad vocabulary
+            raise KeyboardInterrupt from None
         raise ValueError(f"SentencePiece training failed: {str(e).splitlines()[-1]}") from None
     return model_prefix + ".model"
 
