@@ -111,6 +111,10 @@ def parse_args(argv=None):
     r.add_argument("--export-only", action="store_true", help="export the latest checkpoint in --out to HF layout and exit")
     r.add_argument("--threads", type=positive_int, help="CPU threads per rank (default: usable CPUs / ranks on this node)")
     r.add_argument("--activation-checkpointing", action="store_true", help="recompute each block in backward (less memory)")
+    r.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction, default=DEFAULTS["shared_prefix"],
+                   help="compute the tokens all conversations of a micro-batch start with (grounding's instructions) "
+                        "once; same loss and gradients up to rounding, ~1/3 fewer tokens computed on Lumos grounding "
+                        "(one process only: off under torchrun and with --activation-checkpointing)")
     r.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: float32 on CPU, bfloat16 on CUDA)")
     r.add_argument("--export-dtype", choices=("float32", "bfloat16", "float16"), help="dtype of the exported weights (default: the compute dtype)")
     r.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")

@@ -32,6 +32,7 @@ class TrainConfig:
     resume: bool = False
     threads: int | None = None
     activation_checkpointing: bool = False
+    shared_prefix: bool = True        # run a micro-batch's common token prefix once (lumos/train/shared_prefix.py)
     dtype: str | None = None          # parameter dtype for compute: float32 (CPU default) | bfloat16 (CUDA default)
     device: str | None = None
     export_dtype: str | None = None   # dtype of the exported weights (default: the compute dtype)

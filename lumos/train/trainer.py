@@ -38,6 +38,7 @@ from lumos.model.tokenizer import load_tokenizer
 from .config import TrainConfig
 from .data import StepSampler, TokenizedDataset, collate, tokenize_conversations
 from .distributed import Dist, all_reduce_sum, barrier, init_distributed, shard_model
+from .shared_prefix import forward_shared_prefix, shared_prefix_len
 from .tokenize import IGNORE_INDEX
 
 # DCP warns that it runs "in a single process" when there is no process group: that is intended.
@@ -248,18 +249,23 @@ def export_hf(model, args: ModelArgs, out: str, d: Dist, dtype: str | None, lora
 
 # ---- the loop --------------------------------------------------------------------------------------
 
-def forward_backward(model, batches, n_labels: int, autocast) -> torch.Tensor:
+def forward_backward(model, batches, n_labels: int, autocast, shared_prefix: bool = False) -> torch.Tensor:
     """Accumulate the gradient of (sum of label-token CE) / n_labels over `batches`, a list of
     (tokens, targets) (B, T) pairs. n_labels is the label count of the whole global batch.
+    shared_prefix: run the tokens every row starts with once (lumos/train/shared_prefix.py).
     Returns this rank's share of the loss (a 0-dim tensor; summed over ranks = the mean loss)."""
     total = torch.zeros((), device=batches[0][0].device)
     for a, (tokens, targets) in enumerate(batches):
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP: reduce-scatter once, after the last
             model.set_requires_gradient_sync(a == len(batches) - 1)
+        P = shared_prefix_len(tokens, targets) if shared_prefix else 0
         targets = targets.flatten()
         at = (targets != IGNORE_INDEX).nonzero().squeeze(1)  # label positions: the only logits we need
         with autocast:
-            logits = model(tokens, logits_at=at)  # (N, V) fp32
+            if P:
+                logits = forward_shared_prefix(model, tokens, at, P)
+            else:
+                logits = model(tokens, logits_at=at)  # (N, V) fp32
         loss = F.cross_entropy(logits, targets[at], reduction="sum") / n_labels
         loss.backward()
         total += loss.detach()
@@ -350,6 +356,10 @@ def train(cfg: TrainConfig, d: Dist | None = None, rows: list[dict] | None = Non
     loss = float("nan")
     export_dtype = cfg.export_dtype or str(dtype).removeprefix("torch.")
     lora = cfg.lora()
+    # Two forward calls per micro-batch need every weight alive until backward: FSDP2 frees the gathered
+    # weights after each forward and once more after the first backward through them, and activation
+    # checkpointing would rerun the prefix's cache writes. Those runs keep the plain forward.
+    shared_prefix = cfg.shared_prefix and not cfg.activation_checkpointing and d.mesh is None
     for step in range(start, total_steps):
         t0 = time.perf_counter()
         batch_idx = sampler.global_batch_indices(step)
@@ -360,7 +370,7 @@ def train(cfg: TrainConfig, d: Dist | None = None, rows: list[dict] | None = Non
         lr = lr_at(step, total_steps, warmup, cfg.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        local_loss = forward_backward(model, batches, n_lab, autocast)
+        local_loss = forward_backward(model, batches, n_lab, autocast, shared_prefix)
         grad_norm = float("nan")
         if cfg.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
@@ -368,12 +378,16 @@ def train(cfg: TrainConfig, d: Dist | None = None, rows: list[dict] | None = Non
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss = all_reduce_sum(local_loss.item(), d)
+        # tokens the shared prefix spared (computed once, not once per row): MFU counts only computed ones
+        skipped = int(all_reduce_sum(sum((len(t) - 1) * shared_prefix_len(t, y) for t, y in batches), d)
+                      ) if shared_prefix else 0
         dt = time.perf_counter() - t0
         tps = n_tok / dt
-        mfu = flops_per_token(args, n_params, n_tok / len(batch_idx), n_trainable) * tps / (peak * d.world_size)
+        mfu = (flops_per_token(args, n_params, n_tok / len(batch_idx), n_trainable) * (n_tok - skipped) / dt
+               / (peak * d.world_size))
         if d.is_main:
             rec = {"step": step + 1, "loss": round(loss, 6), "lr": lr, "grad_norm": round(grad_norm, 6),
-                   "tokens_per_s": round(tps, 1), "mfu": round(mfu, 4), "label_tokens": n_lab,
+                   "tokens_per_s": round(tps, 1), "mfu": round(mfu, 4), "label_tokens": n_lab, "prefix_tokens_shared": skipped,
                    "peak_mem_gb": round(peak_memory_gb(d.device), 3), "epoch": round((step + 1) / sampler.steps_per_epoch, 4)}
             log.write(json.dumps(rec) + "\n")
             log.flush()
